@@ -1,0 +1,38 @@
+# Roadie's front door (the local stack contract): every target installs what it needs by itself.
+.DEFAULT_GOAL := help
+VENV := .venv
+PY := $(VENV)/bin/python
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help venv demo serve test lint typecheck unit functional bench package clean
+
+help:
+	@echo "make demo   - run the main job: two deploys of the sample app on the embedded stack"
+	@echo "make serve  - keep the embedded stack + HTTP API up on 127.0.0.1:\$${ROADIE_PORT:-8000}"
+	@echo "make test   - every test, lint and type check"
+	@echo "make bench  - benchmarks (print ratios; see bench/README.md)"
+
+venv:
+	@./scripts/bootstrap.sh
+
+demo: venv
+	$(PY) -m devstack demo
+
+serve: venv
+	$(PY) -m devstack serve
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+test: venv lint typecheck
+	$(VENV)/bin/pytest -n 2 --dist loadfile
+
+bench: venv
+	$(PY) -m bench
+
+clean:
+	rm -rf .roadie out

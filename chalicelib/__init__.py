@@ -1,0 +1,1 @@
+"""Roadie: everything that runs in Lambda."""

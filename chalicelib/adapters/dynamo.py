@@ -1,0 +1,428 @@
+"""DynamoDB persistence (PynamoDB): deploy records, per-host results and environment locks.
+
+Persistence models are not domain models: each repository maps explicitly both ways, and
+conditional-write failures become domain errors (``EnvironmentLockedError``, ...).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from typing import Any, Callable, Iterable, Iterator
+
+from pynamodb.attributes import (
+    MapAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    VersionAttribute,
+)
+from pynamodb.connection import Connection
+from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
+
+from ..domain.errors import EnvironmentLockedError, NotFoundError, ValidationError
+from ..domain.model import (
+    Deploy,
+    DeployStatus,
+    HostCommand,
+    HostResult,
+    HostStatus,
+    Phase,
+)
+
+LIST_PARTITION = "deploys"
+
+
+class ByEnvironmentIndex(GlobalSecondaryIndex["DeployModel"]):
+    class Meta:
+        index_name = "by_environment"
+        projection = AllProjection()
+
+    env_key = UnicodeAttribute(hash_key=True)
+    created_sort = UnicodeAttribute(range_key=True)
+
+
+class ByTimeIndex(GlobalSecondaryIndex["DeployModel"]):
+    class Meta:
+        index_name = "by_time"
+        projection = AllProjection()
+
+    list_pk = UnicodeAttribute(hash_key=True)
+    created_sort = UnicodeAttribute(range_key=True)
+
+
+class DeployModel(Model):
+    class Meta:
+        table_name = "roadie-deploys"
+        billing_mode = "PAY_PER_REQUEST"
+
+    deploy_id = UnicodeAttribute(hash_key=True)
+    app = UnicodeAttribute()
+    environment = UnicodeAttribute()
+    env_key = UnicodeAttribute()
+    list_pk = UnicodeAttribute(default=LIST_PARTITION)
+    created_sort = UnicodeAttribute()
+    sha = UnicodeAttribute()
+    ref = UnicodeAttribute(default="")
+    reason = UnicodeAttribute(default="")
+    requested_by = UnicodeAttribute()
+    requested_via = UnicodeAttribute()
+    status = UnicodeAttribute()
+    phase = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute(null=True)
+    started_at = UnicodeAttribute(null=True)
+    finished_at = UnicodeAttribute(null=True)
+    previous_sha = UnicodeAttribute(null=True)
+    execution_arn = UnicodeAttribute(null=True)
+    step = NumberAttribute(default=0)
+    step_count = NumberAttribute(default=0)
+    host_count = NumberAttribute(default=0)
+    batch_size = NumberAttribute(default=0)
+    migration_host = UnicodeAttribute(null=True)
+    plan = MapAttribute[str, Any](default=dict)
+    phases = MapAttribute[str, Any](default=dict)
+    error = MapAttribute[str, Any](null=True)
+    trigger = MapAttribute[str, Any](default=dict)
+    version = VersionAttribute()
+
+    by_environment = ByEnvironmentIndex()
+    by_time = ByTimeIndex()
+
+
+class HostResultModel(Model):
+    class Meta:
+        table_name = "roadie-deploy-hosts"
+        billing_mode = "PAY_PER_REQUEST"
+
+    deploy_id = UnicodeAttribute(hash_key=True)
+    result_key = UnicodeAttribute(range_key=True)  # "<instance id>#<step, 3 digits>"
+    instance_id = UnicodeAttribute()
+    step = NumberAttribute()
+    batch = NumberAttribute(default=0)
+    command = UnicodeAttribute()
+    status = UnicodeAttribute()
+    exit_code = NumberAttribute(null=True)
+    stdout_tail = UnicodeAttribute(default="")
+    stderr_tail = UnicodeAttribute(default="")
+    started_at = UnicodeAttribute(null=True)
+    finished_at = UnicodeAttribute(null=True)
+    command_id = UnicodeAttribute(default="")
+    detail = UnicodeAttribute(default="")
+
+
+class EnvironmentModel(Model):
+    class Meta:
+        table_name = "roadie-environments"
+        billing_mode = "PAY_PER_REQUEST"
+
+    env_key = UnicodeAttribute(hash_key=True)
+    lock_deploy_id = UnicodeAttribute(null=True)
+    lock_expires_at = NumberAttribute(null=True)
+    locked_at = UnicodeAttribute(null=True)
+    current_sha = UnicodeAttribute(null=True)
+    current_deploy_id = UnicodeAttribute(null=True)
+    updated_at = UnicodeAttribute(null=True)
+
+
+MODELS: tuple[type[Model], ...] = (DeployModel, HostResultModel, EnvironmentModel)
+
+
+def configure(table_names: dict[type[Model], str], region: str) -> None:
+    """Point the models at this stage's tables (called once by the composition root)."""
+    for model, name in table_names.items():
+        model.Meta.table_name = name
+        model.Meta.region = region
+        model._connection = None  # a connection caches the old table name
+
+
+def _to_domain(item: DeployModel) -> Deploy:
+    return Deploy(
+        deploy_id=item.deploy_id,
+        app=item.app,
+        environment=item.environment,
+        sha=item.sha,
+        ref=item.ref,
+        reason=item.reason,
+        requested_by=item.requested_by,
+        requested_via=item.requested_via,
+        status=DeployStatus(item.status),
+        phase=Phase(item.phase),
+        created_at=item.created_at,
+        updated_at=item.updated_at,
+        started_at=item.started_at,
+        finished_at=item.finished_at,
+        previous_sha=item.previous_sha,
+        execution_arn=item.execution_arn,
+        step=int(item.step),
+        step_count=int(item.step_count),
+        host_count=int(item.host_count),
+        batch_size=int(item.batch_size),
+        migration_host=item.migration_host,
+        plan=_plain(item.plan),
+        phases=_plain(item.phases),
+        error=_plain(item.error) if item.error is not None else None,
+        trigger=_plain(item.trigger),
+        version=item.version,
+    )
+
+
+def _plain(value: Any) -> Any:
+    """A raw MapAttribute (or nested values) as plain JSON-ready Python data."""
+    if isinstance(value, MapAttribute):
+        value = value.as_dict()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _to_item(deploy: Deploy) -> DeployModel:
+    item = DeployModel(
+        deploy.deploy_id,
+        app=deploy.app,
+        environment=deploy.environment,
+        env_key=deploy.env_key,
+        created_sort=f"{deploy.created_at}#{deploy.deploy_id}",
+        sha=deploy.sha,
+        ref=deploy.ref,
+        reason=deploy.reason,
+        requested_by=deploy.requested_by,
+        requested_via=deploy.requested_via,
+        status=deploy.status.value,
+        phase=deploy.phase.value,
+        created_at=deploy.created_at,
+        updated_at=deploy.updated_at,
+        started_at=deploy.started_at,
+        finished_at=deploy.finished_at,
+        previous_sha=deploy.previous_sha,
+        execution_arn=deploy.execution_arn,
+        step=deploy.step,
+        step_count=deploy.step_count,
+        host_count=deploy.host_count,
+        batch_size=deploy.batch_size,
+        migration_host=deploy.migration_host,
+        plan=deploy.plan,
+        phases=deploy.phases,
+        error=deploy.error,
+        trigger=deploy.trigger,
+    )
+    if deploy.version is not None:
+        item.version = deploy.version
+    return item
+
+
+class DeployRepository:
+    """Deploy records and environment locks in DynamoDB."""
+
+    def __init__(self, clock: Callable[[], float] = time.time, max_retries: int = 8) -> None:
+        self._clock = clock
+        self._max_retries = max_retries
+
+    def get(self, deploy_id: str) -> Deploy:
+        try:
+            return _to_domain(DeployModel.get(deploy_id, consistent_read=True))
+        except DoesNotExist:
+            raise NotFoundError(f"no deploy {deploy_id!r}") from None
+
+    def create_locked(self, deploy: Deploy, lease_seconds: int) -> Deploy:
+        """Write a new deploy and take its environment's lease in one transaction.
+
+        The lease condition checks expiry itself (DynamoDB TTL only garbage-collects), so a
+        crashed rollout's lock frees itself once its lease runs out.
+        """
+        now = self._clock()
+        item = _to_item(deploy)
+        env = EnvironmentModel(deploy.env_key)
+        try:
+            with TransactWrite(connection=Connection(region=DeployModel.Meta.region)) as tx:
+                tx.save(item, condition=DeployModel.deploy_id.does_not_exist())
+                tx.update(
+                    env,
+                    actions=[
+                        EnvironmentModel.lock_deploy_id.set(deploy.deploy_id),
+                        EnvironmentModel.lock_expires_at.set(int(now) + lease_seconds),
+                        EnvironmentModel.locked_at.set(deploy.created_at),
+                    ],
+                    condition=(
+                        EnvironmentModel.lock_deploy_id.does_not_exist()
+                        | (EnvironmentModel.lock_expires_at < int(now))
+                    ),
+                )
+        except TransactWriteError as exc:
+            holder = self.lock_holder(deploy.app, deploy.environment)
+            raise EnvironmentLockedError(
+                f"{deploy.app}/{deploy.environment} is busy with deploy {holder}", holder
+            ) from exc
+        return self.get(deploy.deploy_id)
+
+    def lock_holder(self, app: str, environment: str) -> str | None:
+        try:
+            env = EnvironmentModel.get(f"{app}#{environment}", consistent_read=True)
+        except DoesNotExist:
+            return None
+        if env.lock_deploy_id and (env.lock_expires_at or 0) >= self._clock():
+            return env.lock_deploy_id
+        return None
+
+    def current_release(self, app: str, environment: str) -> str | None:
+        try:
+            return EnvironmentModel.get(f"{app}#{environment}", consistent_read=True).current_sha
+        except DoesNotExist:
+            return None
+
+    def release_lock(
+        self, deploy: Deploy, now_iso: str, *, new_current_sha: str | None = None
+    ) -> bool:
+        """Free the environment if this deploy holds it; record the new live release."""
+        actions = [
+            EnvironmentModel.lock_deploy_id.remove(),
+            EnvironmentModel.lock_expires_at.remove(),
+            EnvironmentModel.locked_at.remove(),
+            EnvironmentModel.updated_at.set(now_iso),
+        ]
+        if new_current_sha:
+            actions += [
+                EnvironmentModel.current_sha.set(new_current_sha),
+                EnvironmentModel.current_deploy_id.set(deploy.deploy_id),
+            ]
+        try:
+            EnvironmentModel(deploy.env_key).update(
+                actions=actions,
+                condition=EnvironmentModel.lock_deploy_id == deploy.deploy_id,
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def mutate(self, deploy_id: str, change: Callable[[Deploy], None]) -> Deploy:
+        """Read-modify-write with optimistic locking, retried on a version conflict."""
+        for _attempt in range(self._max_retries):
+            deploy = self.get(deploy_id)
+            change(deploy)
+            item = _to_item(deploy)
+            try:
+                item.save()
+            except PutError as exc:
+                if exc.cause_response_code == "ConditionalCheckFailedException":
+                    continue
+                raise
+            deploy.version = item.version
+            return deploy
+        raise EnvironmentLockedError(f"deploy {deploy_id} is being changed concurrently")
+
+    def list(
+        self,
+        *,
+        app: str | None = None,
+        environment: str | None = None,
+        status: str | None = None,
+        limit: int = 25,
+        cursor: str | None = None,
+    ) -> tuple[list[Deploy], str | None]:
+        """Newest first; ``cursor`` is the opaque token a previous page returned."""
+        start_key = _decode_cursor(cursor) if cursor else None
+        conditions = None
+        if app is not None and environment is None:
+            conditions = DeployModel.app == app
+        if status is not None:
+            status_cond = DeployModel.status == status
+            conditions = status_cond if conditions is None else conditions & status_cond
+        if app is not None and environment is not None:
+            query = DeployModel.by_environment.query(
+                f"{app}#{environment}",
+                scan_index_forward=False,
+                filter_condition=conditions,
+                limit=limit,
+                last_evaluated_key=start_key,
+                page_size=limit if conditions is None else None,
+            )
+        else:
+            if environment is not None:
+                env_cond = DeployModel.environment == environment
+                conditions = env_cond if conditions is None else conditions & env_cond
+            query = DeployModel.by_time.query(
+                LIST_PARTITION,
+                scan_index_forward=False,
+                filter_condition=conditions,
+                limit=limit,
+                last_evaluated_key=start_key,
+                page_size=limit if conditions is None else None,
+            )
+        deploys = [_to_domain(item) for item in query]
+        next_key = query.last_evaluated_key
+        return deploys, _encode_cursor(next_key) if next_key and len(deploys) == limit else None
+
+
+def _encode_cursor(key: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key, sort_keys=True).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> dict[str, Any]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        key = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    except (ValueError, binascii.Error, UnicodeError) as exc:
+        raise ValidationError("cursor is not one this API returned") from exc
+    allowed = {"deploy_id", "created_sort", "env_key", "list_pk"}
+    if (
+        not isinstance(key, dict)
+        or not key
+        or set(key) - allowed
+        or not all(isinstance(v, dict) and set(v) == {"S"} for v in key.values())
+    ):
+        raise ValidationError("cursor is not one this API returned")
+    return key
+
+
+class HostResultRepository:
+    """Per-host, per-step results of a rollout (one item each, batch-written)."""
+
+    def put_many(self, results: Iterable[HostResult]) -> None:
+        with HostResultModel.batch_write() as batch:
+            for result in results:
+                batch.save(
+                    HostResultModel(
+                        result.deploy_id,
+                        f"{result.instance_id}#{result.step:03d}",
+                        instance_id=result.instance_id,
+                        step=result.step,
+                        batch=result.batch,
+                        command=result.command.value,
+                        status=result.status.value,
+                        exit_code=result.exit_code,
+                        stdout_tail=result.stdout_tail,
+                        stderr_tail=result.stderr_tail,
+                        started_at=result.started_at,
+                        finished_at=result.finished_at,
+                        command_id=result.command_id,
+                        detail=result.detail,
+                    )
+                )
+
+    def for_deploy(self, deploy_id: str) -> Iterator[HostResult]:
+        for item in HostResultModel.query(deploy_id, consistent_read=True):
+            yield HostResult(
+                deploy_id=item.deploy_id,
+                instance_id=item.instance_id,
+                step=int(item.step),
+                batch=int(item.batch),
+                command=HostCommand(item.command),
+                status=HostStatus(item.status),
+                exit_code=int(item.exit_code) if item.exit_code is not None else None,
+                stdout_tail=item.stdout_tail,
+                stderr_tail=item.stderr_tail,
+                started_at=item.started_at,
+                finished_at=item.finished_at,
+                command_id=item.command_id,
+                detail=item.detail,
+            )

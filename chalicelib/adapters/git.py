@@ -1,0 +1,39 @@
+"""Resolves a git ref to a commit SHA with `git ls-remote` (argument list, never a shell)."""
+
+from __future__ import annotations
+
+import subprocess
+
+from ..domain.errors import NotFoundError, ValidationError
+from ..domain.model import is_ref, is_sha
+
+
+class GitRefs:
+    def __init__(self, timeout_seconds: float = 20.0) -> None:
+        self._timeout = timeout_seconds
+
+    def resolve(self, url: str, ref: str) -> str:
+        if not is_ref(ref):
+            raise ValidationError(f"ref {ref!r} is not a valid branch or tag name")
+        candidates = [ref] if ref.startswith("refs/") else [f"refs/heads/{ref}", f"refs/tags/{ref}"]
+        try:
+            out = subprocess.run(
+                ["git", "ls-remote", "--", url, *candidates],
+                capture_output=True,
+                text=True,
+                timeout=self._timeout,
+                check=True,
+                env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin:/usr/local/bin"},
+            ).stdout
+        except (subprocess.SubprocessError, OSError) as exc:
+            raise NotFoundError(f"cannot read refs of the app's repository: {exc}") from exc
+        found: dict[str, str] = {}
+        for line in out.splitlines():
+            sha, _, name = line.partition("\t")
+            found[name] = sha
+        for name in candidates:
+            # an annotated tag's commit is listed as "<tag>^{}"
+            sha = found.get(f"{name}^{{}}") or found.get(name)
+            if sha and is_sha(sha):
+                return sha
+        raise NotFoundError(f"ref {ref!r} does not exist in the app's repository")

@@ -1,0 +1,57 @@
+"""Secrets through Powertools Parameters (cached): API token hashes and webhook secrets."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.parameters.exceptions import (
+    GetParameterError,
+    TransformParameterError,
+)
+
+from ..domain.errors import RoadieError
+
+
+class SecretsError(RoadieError):
+    code = "secrets_unavailable"
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class ApiTokens:
+    """Bearer tokens: a JSON SecureString ``{"<token name>": "<sha256 hex of token>"}``."""
+
+    def __init__(self, parameter_name: str, max_age: int, provider: Any = None) -> None:
+        self._name = parameter_name
+        self._max_age = max_age
+        self._provider = provider
+
+    def _hashes(self) -> dict[str, str]:
+        try:
+            if self._provider is not None:
+                value = self._provider.get(
+                    self._name, decrypt=True, transform="json", max_age=self._max_age
+                )
+            else:
+                value = parameters.get_parameter(
+                    self._name, decrypt=True, transform="json", max_age=self._max_age
+                )
+        except (GetParameterError, TransformParameterError) as exc:
+            raise SecretsError(f"API tokens parameter {self._name} is unreadable") from exc
+        if not isinstance(value, dict):
+            raise SecretsError(f"API tokens parameter {self._name} must be a JSON object")
+        return {str(k): str(v) for k, v in value.items()}
+
+    def identify(self, token: str) -> str | None:
+        """The token's name if it is valid. Compares every hash in constant time."""
+        digest = token_hash(token)
+        found = None
+        for name, expected in self._hashes().items():
+            if hmac.compare_digest(digest, expected.lower()):
+                found = name
+        return found

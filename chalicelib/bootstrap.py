@@ -1,0 +1,93 @@
+"""Composition root: builds clients, adapters and services lazily, never at import time."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from typing import Any
+
+import boto3
+
+from .adapters import dynamo
+from .adapters.aws import Executions, Fleet, HostCommands
+from .adapters.git import GitRefs
+from .adapters.metrics import DeployMetricsPublisher
+from .adapters.secrets import ApiTokens
+from .config import PipelineConfig, Settings, load_pipeline
+from .services.deploys import DeployService
+from .services.rollout import RolloutService
+
+
+class Container:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        dynamo.configure(
+            {
+                dynamo.DeployModel: self.settings.deploys_table,
+                dynamo.HostResultModel: self.settings.hosts_table,
+                dynamo.EnvironmentModel: self.settings.environments_table,
+            },
+            self.settings.region,
+        )
+
+    @cached_property
+    def session(self) -> boto3.session.Session:
+        return boto3.session.Session(region_name=self.settings.region)
+
+    def client(self, service: str) -> Any:
+        return self.session.client(service)  # type: ignore[call-overload]
+
+    @cached_property
+    def pipeline(self) -> PipelineConfig:
+        return load_pipeline(self.settings.pipeline_config)
+
+    @cached_property
+    def deploy_repository(self) -> dynamo.DeployRepository:
+        return dynamo.DeployRepository()
+
+    @cached_property
+    def host_results(self) -> dynamo.HostResultRepository:
+        return dynamo.HostResultRepository()
+
+    @cached_property
+    def api_tokens(self) -> ApiTokens:
+        return ApiTokens(self.settings.api_tokens_param, self.settings.parameters_max_age)
+
+    @cached_property
+    def deploys(self) -> DeployService:
+        return DeployService(
+            pipeline=self.pipeline,
+            deploys=self.deploy_repository,
+            host_results=self.host_results,
+            fleet=Fleet(self.client("ec2")),
+            executions=Executions(self.client("stepfunctions"), self.settings.state_machine_arn),
+            refs=GitRefs(),
+            poll_seconds=self.settings.poll_seconds,
+            lease_seconds=self.settings.lease_seconds,
+        )
+
+    @cached_property
+    def rollout(self) -> RolloutService:
+        mirror = self.client("cloudwatch") if os.environ.get("ROADIE_MIRROR_METRICS") else None
+        return RolloutService(
+            deploys=self.deploy_repository,
+            host_results=self.host_results,
+            commands=HostCommands(self.client("ssm"), self.settings.ssm_document),
+            metrics=DeployMetricsPublisher(mirror),
+        )
+
+
+_container: Container | None = None
+
+
+def container() -> Container:
+    global _container
+    if _container is None:
+        _container = Container()
+    return _container
+
+
+def reset() -> None:
+    """Forget every built object (tests and the local stack call this after changing env)."""
+    global _container
+    _container = None

@@ -1,0 +1,300 @@
+"""Settings read once from the environment, and the pipeline config (TOML) loaded and validated.
+
+The pipeline config is code: apps, their environments, how hosts are found (EC2 tags), batch
+size, the migration host and the host commands per phase. Every problem is reported as a
+``ConfigError`` whose message starts with the dotted key it is about.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, Mapping
+
+from .domain.errors import ConfigError, NotFoundError, PlanningError
+from .domain.model import NAME_RE
+from .domain.rollout import BatchSize, PhaseTimeouts, RolloutPolicy
+
+BUNDLED_CONFIG = Path(__file__).parent / "pipeline.toml"
+# What the SSM document accepts for a host command (its allowedPattern): no shell syntax.
+COMMAND_RE = re.compile(r"^[A-Za-z0-9 _./=:,+-]{0,256}$")
+SOURCE_URL_RE = re.compile(r"^[A-Za-z0-9@:/._+~-]{1,512}$")
+DEPLOY_ROOT_RE = re.compile(r"^/[A-Za-z0-9._/-]{0,255}$")
+TAG_RE = re.compile(r"^[A-Za-z0-9 _.:/=+@-]{1,128}$")
+BRANCH_RE = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/-]{1,200}$")
+ENV_REF_RE = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
+TRIGGERS = ("push", "ci", "manual")
+SOURCE_KINDS = ("git", "s3")
+COMMAND_NAMES = ("build", "migrate", "post_migrate", "health", "restart")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Names and ARNs of the resources Roadie uses; read from the environment once."""
+
+    region: str
+    deploys_table: str
+    hosts_table: str
+    environments_table: str
+    idempotency_table: str
+    state_machine_arn: str
+    ssm_document: str
+    api_tokens_param: str
+    github_secret_param: str
+    gitlab_secret_param: str
+    bitbucket_secret_param: str
+    pipeline_config: Path
+    poll_seconds: int
+    parameters_max_age: int
+    lease_seconds: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
+        prefix = env.get("ROADIE_RESOURCE_PREFIX", "roadie")
+        return cls(
+            region=region,
+            deploys_table=env.get("ROADIE_DEPLOYS_TABLE", f"{prefix}-deploys"),
+            hosts_table=env.get("ROADIE_HOSTS_TABLE", f"{prefix}-deploy-hosts"),
+            environments_table=env.get("ROADIE_ENVIRONMENTS_TABLE", f"{prefix}-environments"),
+            idempotency_table=env.get("ROADIE_IDEMPOTENCY_TABLE", f"{prefix}-idempotency"),
+            state_machine_arn=env.get("ROADIE_STATE_MACHINE_ARN", ""),
+            ssm_document=env.get("ROADIE_SSM_DOCUMENT", "Roadie-Deploy"),
+            api_tokens_param=env.get("ROADIE_API_TOKENS_PARAM", f"/{prefix}/api-tokens"),
+            github_secret_param=env.get("ROADIE_GITHUB_SECRET_PARAM", f"/{prefix}/webhooks/github"),
+            gitlab_secret_param=env.get("ROADIE_GITLAB_SECRET_PARAM", f"/{prefix}/webhooks/gitlab"),
+            bitbucket_secret_param=env.get(
+                "ROADIE_BITBUCKET_SECRET_PARAM", f"/{prefix}/webhooks/bitbucket"
+            ),
+            pipeline_config=Path(env.get("ROADIE_CONFIG") or BUNDLED_CONFIG),
+            poll_seconds=int(env.get("ROADIE_POLL_SECONDS", "5")),
+            parameters_max_age=int(env.get("ROADIE_PARAMETERS_MAX_AGE", "60")),
+            lease_seconds=int(env.get("ROADIE_LEASE_SECONDS", "3600")),
+        )
+
+
+@dataclass(frozen=True)
+class Source:
+    kind: str  # "git" or "s3"
+    url: str
+
+
+@dataclass(frozen=True)
+class EnvironmentConfig:
+    name: str
+    branch: str
+    host_tags: dict[str, str]
+    policy: RolloutPolicy
+    trigger: str = "push"
+    tag_patterns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    name: str
+    repository: str
+    source: Source
+    deploy_root: str
+    commands: dict[str, str]
+    environments: dict[str, EnvironmentConfig] = field(default_factory=dict)
+    keep_releases: int = 5
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    apps: dict[str, AppConfig]
+
+    def app(self, name: str) -> AppConfig:
+        try:
+            return self.apps[name]
+        except KeyError:
+            raise NotFoundError(f"unknown app {name!r}") from None
+
+    def environment(self, app: str, environment: str) -> tuple[AppConfig, EnvironmentConfig]:
+        app_config = self.app(app)
+        try:
+            return app_config, app_config.environments[environment]
+        except KeyError:
+            raise NotFoundError(f"app {app!r} has no environment {environment!r}") from None
+
+
+class _Reader:
+    """Walks a TOML table, remembering the dotted path for error messages."""
+
+    def __init__(self, table: Any, path: str, environ: Mapping[str, str]) -> None:
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: must be a table")
+        self.table: dict[str, Any] = table
+        self.path = path
+        self.environ = environ
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def get(self, name: str, kind: type | tuple[type, ...], default: Any = ..., /) -> Any:
+        self.used.add(name)
+        if name not in self.table:
+            if default is ...:
+                raise ConfigError(f"{self.key(name)}: required key is missing")
+            return default
+        value = self.table[name]
+        if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+            expected = kind.__name__ if isinstance(kind, type) else " or ".join(
+                k.__name__ for k in kind
+            )
+            raise ConfigError(f"{self.key(name)}: must be {expected}, got {value!r}")
+        return value
+
+    def text(self, name: str, pattern: re.Pattern[str] | None = None, default: Any = ...) -> str:
+        value = self.get(name, str, default)
+        if value is not None and pattern is not None and not pattern.match(value):
+            raise ConfigError(f"{self.key(name)}: {value!r} does not match {pattern.pattern}")
+        return str(value) if value is not None else value
+
+    def child(self, name: str, default: Any = ...) -> _Reader:
+        value = self.get(name, dict, {} if default is ... else default)
+        if default is ... and name not in self.table:
+            raise ConfigError(f"{self.key(name)}: required table is missing")
+        return _Reader(value, self.key(name), self.environ)
+
+    def expand(self, name: str, value: str) -> str:
+        def replace(match: re.Match[str]) -> str:
+            var = match.group(1)
+            if var not in self.environ:
+                raise ConfigError(f"{self.key(name)}: environment variable {var} is not set")
+            return self.environ[var]
+
+        return ENV_REF_RE.sub(replace, value)
+
+    def done(self) -> None:
+        unknown = sorted(set(self.table) - self.used)
+        if unknown:
+            raise ConfigError(f"{self.key(unknown[0])}: unknown key")
+
+
+def _environment(name: str, reader: _Reader, commands: dict[str, str]) -> EnvironmentConfig:
+    if not NAME_RE.match(name):
+        raise ConfigError(f"{reader.path}: environment name must match {NAME_RE.pattern}")
+    branch = reader.text("branch", BRANCH_RE)
+    hosts = reader.child("hosts")
+    tags = hosts.get("tags", dict)
+    if not tags:
+        raise ConfigError(f"{hosts.key('tags')}: at least one tag is required")
+    for tag_key, tag_value in tags.items():
+        if not isinstance(tag_value, str) or not TAG_RE.match(tag_value) or not TAG_RE.match(
+            tag_key
+        ):
+            raise ConfigError(f"{hosts.key('tags')}.{tag_key}: must be a plain tag value")
+    hosts.done()
+    try:
+        batch = BatchSize.parse(reader.get("batch_size", (int, str), 1))
+    except PlanningError as exc:
+        raise ConfigError(f"{reader.key('batch_size')}: {exc}") from exc
+    timeouts_reader = reader.child("timeouts", {})
+    timeout_values: dict[str, int] = {}
+    for phase in PhaseTimeouts.__dataclass_fields__:
+        value = timeouts_reader.get(phase, int, None)
+        if value is not None:
+            if not 1 <= value <= 172800:
+                raise ConfigError(f"{timeouts_reader.key(phase)}: must be 1..172800 seconds")
+            timeout_values[phase] = value
+    timeouts_reader.done()
+    trigger = reader.text("trigger", None, "push")
+    if trigger not in TRIGGERS:
+        raise ConfigError(f"{reader.key('trigger')}: must be one of {', '.join(TRIGGERS)}")
+    tag_patterns = reader.get("tags", list, [])
+    for pattern in tag_patterns:
+        if not isinstance(pattern, str) or not BRANCH_RE.match(pattern.replace("*", "x")):
+            raise ConfigError(f"{reader.key('tags')}: {pattern!r} is not a tag pattern")
+    policy = RolloutPolicy(
+        batch_size=batch,
+        migration_host=reader.text("migration_host", None, "first"),
+        run_migrations=bool(commands["migrate"]),
+        run_post_migrations=bool(commands["post_migrate"]),
+        timeouts=PhaseTimeouts(**timeout_values),
+    )
+    reader.done()
+    return EnvironmentConfig(
+        name=name,
+        branch=branch,
+        host_tags=dict(tags),
+        policy=policy,
+        trigger=trigger,
+        tag_patterns=tuple(tag_patterns),
+    )
+
+
+def _app(name: str, reader: _Reader) -> AppConfig:
+    if not NAME_RE.match(name):
+        raise ConfigError(f"{reader.path}: app name must match {NAME_RE.pattern}")
+    repository = reader.text("repository", re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$"))
+    source_reader = reader.child("source")
+    kind = source_reader.text("kind")
+    if kind not in SOURCE_KINDS:
+        raise ConfigError(f"{source_reader.key('kind')}: must be one of {', '.join(SOURCE_KINDS)}")
+    url = source_reader.expand("url", source_reader.text("url"))
+    if not SOURCE_URL_RE.match(url):
+        raise ConfigError(f"{source_reader.key('url')}: {url!r} has characters hosts won't take")
+    source_reader.done()
+    commands_reader = reader.child("commands", {})
+    commands = {}
+    for command in COMMAND_NAMES:
+        value = commands_reader.text(command, COMMAND_RE, "")
+        commands[command] = value
+    commands_reader.done()
+    keep = reader.get("keep_releases", int, 5)
+    if not 2 <= keep <= 99:
+        raise ConfigError(f"{reader.key('keep_releases')}: must be 2..99")
+    envs_reader = reader.child("environments")
+    environments = {
+        env_name: _environment(env_name, envs_reader.child(env_name), commands)
+        for env_name in list(envs_reader.table)
+    }
+    if not environments:
+        raise ConfigError(f"{envs_reader.path}: at least one environment is required")
+    envs_reader.done()
+    deploy_root = reader.text("deploy_root", DEPLOY_ROOT_RE, "/srv/roadie")
+    reader.done()
+    return AppConfig(
+        name=name,
+        repository=repository,
+        source=Source(kind, url),
+        deploy_root=deploy_root,
+        commands=commands,
+        environments=environments,
+        keep_releases=keep,
+    )
+
+
+def parse_pipeline(text: str, environ: Mapping[str, str] | None = None) -> PipelineConfig:
+    """Parse and validate pipeline TOML; raise ``ConfigError`` naming the bad key."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"pipeline config is not valid TOML: {exc}") from exc
+    root = _Reader(data, "", os.environ if environ is None else environ)
+    apps_reader = root.child("apps")
+    apps = {name: _app(name, apps_reader.child(name)) for name in list(apps_reader.table)}
+    if not apps:
+        raise ConfigError("apps: at least one app is required")
+    root.done()
+    return PipelineConfig(apps)
+
+
+def load_pipeline(path: Path, environ: Mapping[str, str] | None = None) -> PipelineConfig:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read pipeline config {path}: {exc}") from exc
+    return parse_pipeline(text, environ)
+
+
+@cache
+def settings() -> Settings:
+    return Settings.from_env()

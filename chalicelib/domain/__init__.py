@@ -1,0 +1,1 @@
+"""The pure core of Roadie: deploys, their lifecycle and rollout planning (standard library only)."""

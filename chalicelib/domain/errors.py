@@ -1,0 +1,55 @@
+"""Domain errors: what can go wrong in Roadie's own rules, independent of HTTP or AWS."""
+
+from __future__ import annotations
+
+
+class RoadieError(Exception):
+    """Base class of every error Roadie raises on purpose."""
+
+    code = "error"
+
+
+class ValidationError(RoadieError):
+    """A request or a value breaks a rule (a malformed SHA, an unknown field)."""
+
+    code = "invalid"
+
+
+class NotFoundError(RoadieError):
+    """A named thing (app, environment, deploy) does not exist."""
+
+    code = "not_found"
+
+
+class ConflictError(RoadieError):
+    """The request is valid but the current state does not allow it."""
+
+    code = "conflict"
+
+
+class EnvironmentLockedError(ConflictError):
+    """Another deploy holds the environment's lock."""
+
+    code = "environment_locked"
+
+    def __init__(self, message: str, holder: str | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
+class InvalidTransitionError(ConflictError):
+    """A deploy cannot move from its current status to the asked one."""
+
+    code = "invalid_transition"
+
+
+class ConfigError(RoadieError):
+    """The pipeline configuration is invalid; the message names the key."""
+
+    code = "config_invalid"
+
+
+class PlanningError(RoadieError):
+    """A rollout cannot be planned (no hosts, a migration host not in the fleet, ...)."""
+
+    code = "cannot_plan"

@@ -1,0 +1,62 @@
+"""What the services need from the outside world, as protocols the adapters implement."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
+
+from ..domain.model import Deploy, Host, HostResult
+
+
+class DeployStore(Protocol):
+    def get(self, deploy_id: str) -> Deploy: ...
+    def create_locked(self, deploy: Deploy, lease_seconds: int) -> Deploy: ...
+    def mutate(self, deploy_id: str, change: Callable[[Deploy], None]) -> Deploy: ...
+    def current_release(self, app: str, environment: str) -> str | None: ...
+    def release_lock(
+        self, deploy: Deploy, now_iso: str, *, new_current_sha: str | None = None
+    ) -> bool: ...
+    def list(
+        self,
+        *,
+        app: str | None = None,
+        environment: str | None = None,
+        status: str | None = None,
+        limit: int = 25,
+        cursor: str | None = None,
+    ) -> tuple[list[Deploy], str | None]: ...
+
+
+class HostResultStore(Protocol):
+    def put_many(self, results: Iterable[HostResult]) -> None: ...
+    def for_deploy(self, deploy_id: str) -> Iterator[HostResult]: ...
+
+
+class HostCommandRunner(Protocol):
+    def run(
+        self,
+        instance_ids: Sequence[str],
+        parameters: Mapping[str, str],
+        *,
+        timeout_seconds: int,
+        comment: str,
+    ) -> str: ...
+    def is_finished(self, command_id: str) -> bool: ...
+    def invocation(self, command_id: str, instance_id: str) -> Any: ...
+
+
+class Orchestrator(Protocol):
+    def start(self, name: str, payload: Mapping[str, Any]) -> str: ...
+    def status(self, execution_arn: str) -> str: ...
+    def stop(self, execution_arn: str, cause: str) -> None: ...
+
+
+class HostFinder(Protocol):
+    def hosts(self, tags: Mapping[str, str]) -> list[Host]: ...
+
+
+class RefResolver(Protocol):
+    def resolve(self, url: str, ref: str) -> str: ...
+
+
+class DeployMetrics(Protocol):
+    def deploy_finished(self, deploy: Deploy, duration_seconds: float | None) -> None: ...

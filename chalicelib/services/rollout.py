@@ -1,0 +1,220 @@
+"""The rollout's steps, called by the state machine: dispatch a step, poll it, finish.
+
+Each call is idempotent enough to be retried by Step Functions: dispatch records what it sent,
+poll only reads SSM and overwrites per-host rows, finish ignores a deploy already finished.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+from ..domain.lifecycle import check_transition, is_active
+from ..domain.model import Deploy, DeployStatus, HostCommand, HostResult, HostStatus, Phase
+from .clock import iso, parse_iso, utcnow
+from .ports import DeployMetrics, DeployStore, HostCommandRunner, HostResultStore
+
+# How long SSM may take to deliver a command, on top of the phase's execution timeout.
+DELIVERY_GRACE_SECONDS = 60
+OUTCOMES = {
+    "succeeded": DeployStatus.SUCCEEDED,
+    "failed": DeployStatus.FAILED,
+    "timed_out": DeployStatus.TIMED_OUT,
+    "errored": DeployStatus.ERRORED,
+}
+
+
+def step_label(step: dict[str, Any]) -> str:
+    """``stage``, ``migrate``, ``batch-2.switch``, ... (keys of the record's ``phases``)."""
+    if step.get("batch"):
+        return f"batch-{step['batch']}.{step['command']}"
+    return str(step["command"])
+
+
+@dataclass
+class RolloutService:
+    deploys: DeployStore
+    host_results: HostResultStore
+    commands: HostCommandRunner
+    metrics: DeployMetrics
+    clock: Callable[[], datetime] = utcnow
+
+    def dispatch(self, event: dict[str, Any]) -> dict[str, Any]:
+        deploy_id = event["deploy_id"]
+        cursor = int(event["cursor"])
+        step = event["plan"]["steps"][cursor]
+        command = HostCommand(step["command"])
+        timeout = int(step["timeout"])
+        now = self.clock()
+        parameters = {
+            **event["parameters"],
+            "phase": command.value,
+            "executionTimeout": str(timeout),
+        }
+        command_ids = [
+            self.commands.run(
+                chunk,
+                parameters,
+                timeout_seconds=timeout,
+                comment=f"roadie {deploy_id} {step_label(step)}",
+            )
+            for chunk in step["chunks"]
+        ]
+        self.host_results.put_many(
+            HostResult(
+                deploy_id=deploy_id,
+                instance_id=host,
+                step=cursor,
+                batch=int(step.get("batch", 0)),
+                command=command,
+                status=HostStatus.PENDING,
+                started_at=iso(now),
+                command_id=command_id,
+            )
+            for chunk, command_id in zip(step["chunks"], command_ids, strict=True)
+            for host in chunk
+        )
+
+        def started(d: Deploy) -> None:
+            d.phase = command.deploy_phase
+            d.step = cursor
+            d.updated_at = iso(now)
+            d.phases[step_label(step)] = {
+                "command": command.value,
+                "batch": int(step.get("batch", 0)),
+                "hosts": len(step["hosts"]),
+                "status": "running",
+                "started_at": iso(now),
+                "command_ids": command_ids,
+            }
+
+        self.deploys.mutate(deploy_id, started)
+        deadline = now + timedelta(seconds=timeout + DELIVERY_GRACE_SECONDS)
+        return {"cursor": cursor, "command_ids": command_ids, "deadline": iso(deadline)}
+
+    def poll(self, event: dict[str, Any]) -> dict[str, Any]:
+        deploy_id = event["deploy_id"]
+        wave = event["wave"]
+        cursor = int(wave["cursor"])
+        steps = event["plan"]["steps"]
+        step = steps[cursor]
+        now = self.clock()
+        overdue = now > parse_iso(wave["deadline"])
+        finished = all(self.commands.is_finished(cid) for cid in wave["command_ids"])
+        if not finished and not overdue:
+            return {"state": "running", "next": cursor}
+
+        results = self._collect(deploy_id, step, cursor, wave["command_ids"], event, overdue)
+        self.host_results.put_many(results)
+        bad = [r for r in results if r.status is not HostStatus.SUCCEEDED]
+        timed_out = [r for r in results if r.status is HostStatus.TIMED_OUT]
+        label = step_label(step)
+        state = "timed_out" if timed_out else "failed" if bad else "ok"
+
+        def record(d: Deploy) -> None:
+            entry = d.phases.setdefault(label, {})
+            entry["status"] = "succeeded" if state == "ok" else state
+            entry["finished_at"] = iso(now)
+            started = entry.get("started_at")
+            if isinstance(started, str):
+                entry["duration_s"] = round((now - parse_iso(started)).total_seconds(), 3)
+            d.updated_at = iso(now)
+            if bad:
+                first = (timed_out or bad)[0]
+                d.error = {
+                    "phase": first.command.deploy_phase.value,
+                    "step": label,
+                    "host": first.instance_id,
+                    "hosts": [r.instance_id for r in bad],
+                    "exit_code": first.exit_code,
+                    "stderr_tail": first.stderr_tail[-1000:],
+                    "stdout_tail": first.stdout_tail[-1000:],
+                    "message": first.detail or f"{first.command.value} {first.status.value}",
+                }
+
+        self.deploys.mutate(deploy_id, record)
+        if state != "ok":
+            return {"state": state, "next": cursor}
+        nxt = cursor + 1
+        return {"state": "done" if nxt >= len(steps) else "next", "next": nxt}
+
+    def _collect(
+        self,
+        deploy_id: str,
+        step: dict[str, Any],
+        cursor: int,
+        command_ids: list[str],
+        event: dict[str, Any],
+        overdue: bool,
+    ) -> list[HostResult]:
+        command = HostCommand(step["command"])
+        expected_sha = event["parameters"]["sha"]
+        results = []
+        for chunk, command_id in zip(step["chunks"], command_ids, strict=True):
+            for host in chunk:
+                inv = self.commands.invocation(command_id, host)
+                status, detail = inv.status, inv.detail
+                if status is HostStatus.PENDING and overdue:
+                    status, detail = HostStatus.TIMED_OUT, "no answer before the phase timeout"
+                elif status is HostStatus.SUCCEEDED and command is HostCommand.VERIFY:
+                    if f"REVISION={expected_sha}" not in inv.stdout.splitlines():
+                        status = HostStatus.FAILED
+                        detail = f"host did not report REVISION={expected_sha}"
+                elif status is HostStatus.FAILED and not detail:
+                    detail = f"exit code {inv.exit_code}"
+                results.append(
+                    HostResult(
+                        deploy_id=deploy_id,
+                        instance_id=host,
+                        step=cursor,
+                        batch=int(step.get("batch", 0)),
+                        command=command,
+                        status=status,
+                        exit_code=inv.exit_code,
+                        stdout_tail=inv.stdout,
+                        stderr_tail=inv.stderr,
+                        started_at=inv.started_at,
+                        finished_at=inv.finished_at,
+                        command_id=command_id,
+                        detail=detail if status is not HostStatus.SUCCEEDED else "",
+                    )
+                )
+        return results
+
+    def finish(self, event: dict[str, Any]) -> dict[str, Any]:
+        deploy_id = event["deploy_id"]
+        outcome = OUTCOMES[event["outcome"]]
+        now = self.clock()
+        changed = False
+
+        def close(d: Deploy) -> None:
+            nonlocal changed
+            if not is_active(d.status):
+                changed = False
+                return
+            check_transition(d.status, outcome)
+            changed = True
+            d.status = outcome
+            d.finished_at = iso(now)
+            d.updated_at = iso(now)
+            if outcome is DeployStatus.SUCCEEDED:
+                d.phase = Phase.DONE
+            if outcome is DeployStatus.ERRORED and d.error is None:
+                error = event.get("error") or {}
+                d.error = {
+                    "phase": d.phase.value,
+                    "message": str(error.get("Cause", ""))[-1000:] or "rollout errored",
+                    "error": str(error.get("Error", "")),
+                }
+
+        deploy = self.deploys.mutate(deploy_id, close)
+        if changed:
+            succeeded = deploy.status is DeployStatus.SUCCEEDED
+            self.deploys.release_lock(
+                deploy, iso(now), new_current_sha=deploy.sha if succeeded else None
+            )
+            started = deploy.started_at or deploy.created_at
+            duration = (now - parse_iso(started)).total_seconds()
+            self.metrics.deploy_finished(deploy, duration)
+        return {"deploy_id": deploy_id, "status": deploy.status.value}

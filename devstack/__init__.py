@@ -1,0 +1,1 @@
+"""The embedded local stack: moto server, provisioning, host agent, demo and serve drivers."""

@@ -1,0 +1,164 @@
+"""`make demo`: two real deploys of the sample app to a 5-host production fleet, proven.
+
+Starts the embedded stack, deploys v1 by SHA then v2 by ref (`main`) through the HTTP API,
+shows each host's progress while the rollout runs, prints the final deploy record, and checks
+the result on disk: every host's `current` points at the v2 release, and the SQLite database
+shows each migration applied exactly once. Exits non-zero if any check fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from devstack.stack import LocalStack, StackOptions
+
+APP, ENV = "shop", "production"
+TERMINAL = {"succeeded", "failed", "errored", "timed_out", "cancelled", "rolled_back", "superseded"}
+
+
+class Api:
+    def __init__(self, url: str, token: str) -> None:
+        self.url = url
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {token}"
+
+    def post(self, path: str, body: dict[str, Any]) -> requests.Response:
+        return self.session.post(self.url + path, json=body, timeout=30)
+
+    def get(self, path: str) -> dict[str, Any]:
+        response = self.session.get(self.url + path, timeout=30)
+        response.raise_for_status()
+        return dict(response.json())
+
+
+def watch(api: Api, deploy_id: str, timeout: float = 120) -> dict[str, Any]:
+    """Print each host's step results as they land; return the finished record."""
+    start = time.monotonic()
+    seen: set[tuple[str, int, str]] = set()
+    phase = None
+    while True:
+        record = api.get(f"/deploys/{deploy_id}")
+        elapsed = time.monotonic() - start
+        if record["phase"] != phase:
+            phase = record["phase"]
+            print(f"  [{elapsed:5.1f}s] phase: {phase}")
+        for host in record["hosts"]:
+            for step in host["steps"]:
+                key = (host["instance_id"], step["step"], step["status"])
+                if key in seen or step["status"] == "pending":
+                    continue
+                seen.add(key)
+                label = f"{step['command']}" + (f" (batch {host['batch']})" if step["command"] in ("switch", "verify") else "")
+                print(
+                    f"  [{elapsed:5.1f}s]   {host['name'] or host['instance_id']:<20} "
+                    f"{label:<20} {step['status']:<10} exit={step['exit_code']}"
+                )
+        if record["status"] in TERMINAL:
+            print(f"  [{elapsed:5.1f}s] deploy {deploy_id}: {record['status']}")
+            return record
+        if elapsed > timeout:
+            raise SystemExit(f"deploy {deploy_id} did not finish within {timeout}s")
+        time.sleep(0.25)
+
+
+def deploy(api: Api, body: dict[str, Any]) -> dict[str, Any]:
+    response = api.post("/deploys", body)
+    print(f"POST /deploys {json.dumps(body)} -> {response.status_code}")
+    if response.status_code != 202:
+        raise SystemExit(f"deploy was not accepted: {response.text}")
+    return watch(api, response.json()["deploy_id"])
+
+
+def prove(stack: LocalStack, expected_sha: str) -> list[str]:
+    """Check every host's release and the migration log; return the problems found."""
+    problems = []
+    hosts = stack.provisioned.hosts[f"{APP}#{ENV}"]
+    print("\nHosts:")
+    for host in hosts:
+        app_dir = stack.options.hosts_dir / host["instance_id"] / APP
+        current = app_dir / "current"
+        target = os.readlink(current) if current.is_symlink() else "(missing)"
+        revision = (current / "REVISION").read_text().strip() if current.exists() else ""
+        ok = Path(target).name == expected_sha and revision == expected_sha
+        print(f"  {host['name']:<20} current -> {target}  REVISION={revision[:12]}  {'ok' if ok else 'WRONG'}")
+        if not ok:
+            problems.append(f"{host['name']} is not on {expected_sha}")
+    db = stack.options.state_dir / "db" / f"{APP}-{ENV}.sqlite3"
+    print(f"\nDatabase {db}:")
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT version, COUNT(*), GROUP_CONCAT(host) FROM roadie_migration_log "
+            "GROUP BY version ORDER BY version"
+        ).fetchall()
+        applied = [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
+    for version, count, where in rows:
+        print(f"  migration {version}: applied {count}x (on {where})")
+        if count != 1:
+            problems.append(f"migration {version} ran {count} times")
+    print(f"  schema_migrations: {applied}")
+    if not rows:
+        problems.append("no migration ran")
+    return problems
+
+
+def main() -> int:
+    options = StackOptions.from_env()
+    print("Roadie local stack; settings:")
+    for line in options.describe():
+        print(f"  {line}")
+    started = time.monotonic()
+    stack = LocalStack(options).start()
+    try:
+        url = stack.start_api(port=0)
+        print(f"API on {url}; moto on {stack.endpoint}\n")
+        api = Api(url, options.api_token)
+        repo = stack.sources
+        print(f"Sample app repo {repo.path}: v1={repo.v1[:12]} main(v2)={repo.v2[:12]}\n")
+        first = deploy(api, {"app": APP, "environment": ENV, "sha": repo.v1, "reason": "demo: first release"})
+        print()
+        second = deploy(api, {"app": APP, "environment": ENV, "ref": "main", "reason": "demo: ship v2"})
+        print("\nGET /deploys/" + second["deploy_id"])
+        print(json.dumps(_trim(second), indent=2))
+        problems = [] if first["status"] == "succeeded" else ["first deploy did not succeed"]
+        if second["status"] != "succeeded" or second["sha"] != repo.v2:
+            problems.append("second deploy did not succeed on v2")
+        problems += prove(stack, repo.v2)
+        listing = api.get("/deploys?app=shop&environment=production&limit=5")
+        print(f"\nGET /deploys -> {[(d['deploy_id'], d['status']) for d in listing['deploys']]}")
+    finally:
+        stack.stop()
+    took = time.monotonic() - started
+    if problems:
+        print(f"\nDEMO FAILED after {took:.1f}s:", *problems, sep="\n  ")
+        return 1
+    print(f"\nDemo OK in {took:.1f}s: all hosts on {repo.v2[:12]}, each migration applied once.")
+    return 0
+
+
+def _trim(record: dict[str, Any]) -> dict[str, Any]:
+    """The record, with each host's steps shortened to fit a terminal."""
+    out = dict(record)
+    out["hosts"] = [
+        {
+            **{k: v for k, v in host.items() if k != "steps"},
+            "steps": [
+                f"{s['command']}:{s['status']} exit={s['exit_code']} "
+                f"{(s['stdout_tail'].strip().splitlines() or [''])[-1][:70]}"
+                for s in host["steps"]
+            ],
+        }
+        for host in record["hosts"]
+    ]
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""The local host agent: makes moto's SSM Run Command really run the document on "hosts".
+
+moto marks every command ``Success`` the moment it is sent and never runs anything. The agent
+wraps ``send_command``: the new command and its invocations go back to ``Pending``, and worker
+threads run the SSM document's rendered script with bash, one sandbox directory per instance
+(``<hosts dir>/<instance id>``), then write status, exit code and output back into moto, where
+``ListCommands`` and ``GetCommandInvocation`` report them as SSM would.
+
+Fault switches (the local stack contract): if ``<host dir>/fault.<phase>`` exists, the host's
+script for that phase fails when the file says ``fail`` and hangs until its timeout when it says
+``hang``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from moto.ssm.models import Command, SimpleSystemManagerBackend
+
+from infra.ssm_document import render
+
+OUTPUT_LIMIT = 24_000  # SSM keeps at most this much of each stream inline
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+class HostAgent:
+    def __init__(self, hosts_dir: Path, workers: int = 16) -> None:
+        self.hosts_dir = hosts_dir
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="host-agent")
+        self._stopping = threading.Event()
+        self._original = SimpleSystemManagerBackend.send_command
+        self.commands_run = 0
+
+    def install(self) -> None:
+        agent = self
+        original = self._original
+
+        def send_command(backend: SimpleSystemManagerBackend, *args: Any, **kwargs: Any) -> Any:
+            command = original(backend, *args, **kwargs)
+            agent.accept(backend, command)
+            return command
+
+        SimpleSystemManagerBackend.send_command = send_command  # type: ignore[method-assign]
+
+    def uninstall(self) -> None:
+        SimpleSystemManagerBackend.send_command = self._original  # type: ignore[method-assign]
+        self._stopping.set()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def host_dir(self, instance_id: str) -> Path:
+        return self.hosts_dir / instance_id
+
+    def accept(self, backend: SimpleSystemManagerBackend, command: Command) -> None:
+        command.status = "Pending"
+        command.status_details = "Pending"
+        command.completed_count = 0
+        command.error_count = 0
+        for invocation in command.invocations:
+            invocation.update(
+                Status="Pending",
+                StatusDetails="Pending",
+                ResponseCode=-1,
+                StandardOutputContent="",
+                StandardErrorContent="",
+                ExecutionStartDateTime="",
+                ExecutionEndDateTime="",
+                ExecutionElapsedTime="PT0S",
+            )
+        document = json.loads(
+            backend.get_document(command.document_name or "", "", "", "JSON")["Content"]
+        )
+        params = {name: values[0] for name, values in command.parameters.items()}
+        futures = [
+            self._pool.submit(self._run_host, command, invocation, document, params)
+            for invocation in command.invocations
+        ]
+
+        def finish() -> None:
+            for future in futures:
+                future.result()
+            statuses = [inv["Status"] for inv in command.invocations]
+            command.completed_count = len(statuses)
+            command.error_count = sum(1 for s in statuses if s != "Success")
+            if all(s == "Success" for s in statuses):
+                command.status = command.status_details = "Success"
+            elif any(s == "TimedOut" for s in statuses):
+                command.status = command.status_details = "TimedOut"
+            else:
+                command.status = command.status_details = "Failed"
+
+        self._pool.submit(finish) if futures else finish()
+
+    def _run_host(
+        self,
+        command: Command,
+        invocation: dict[str, Any],
+        document: dict[str, Any],
+        params: dict[str, str],
+    ) -> None:
+        instance_id = invocation["InstanceId"]
+        started = time.monotonic()
+        invocation.update(Status="InProgress", StatusDetails="InProgress", ExecutionStartDateTime=_now())
+        timeout = int(params.get("executionTimeout") or 600)
+        status, code, out, err = self._execute(instance_id, document, params, timeout)
+        self.commands_run += 1
+        elapsed = int(time.monotonic() - started)
+        invocation.update(
+            Status=status,
+            StatusDetails=status,
+            ResponseCode=code,
+            StandardOutputContent=out[-OUTPUT_LIMIT:],
+            StandardErrorContent=err[-OUTPUT_LIMIT:],
+            ExecutionEndDateTime=_now(),
+            ExecutionElapsedTime=f"PT{elapsed}S",
+        )
+
+    def _execute(
+        self, instance_id: str, document: dict[str, Any], params: dict[str, str], timeout: int
+    ) -> tuple[str, int, str, str]:
+        host = self.host_dir(instance_id)
+        if not host.is_dir():
+            return "Failed", 1, "", f"host agent: no sandbox for {instance_id} (unmanaged host)"
+        phase = params.get("phase", "")
+        fault = host / f"fault.{phase}"
+        if fault.exists():
+            kind = fault.read_text().strip()
+            if kind == "hang":
+                self._stopping.wait(timeout)
+                return "TimedOut", -1, "", f"injected fault: {phase} hung past {timeout}s"
+            if kind == "fail":
+                return "Failed", 1, "", f"injected fault: {phase} failed on {instance_id}"
+        try:
+            script = render(document, params)
+        except ValueError as exc:
+            return "Failed", 1, "", f"invalid document parameters: {exc}"
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(host),
+            "LANG": "C.UTF-8",
+            "ROADIE_HOST_ROOT": str(host),
+            "ROADIE_HOST_ID": instance_id,
+        }
+        try:
+            proc = subprocess.run(
+                ["bash", "-c", script],
+                cwd=host,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired as exc:
+            out = exc.stdout if isinstance(exc.stdout, str) else ""
+            return "TimedOut", -1, out, f"execution timed out after {timeout}s"
+        status = "Success" if proc.returncode == 0 else "Failed"
+        return status, proc.returncode, proc.stdout, proc.stderr
+
+
+def reset_hosts_dir(hosts_dir: Path) -> None:
+    if hosts_dir.exists():
+        shutil.rmtree(hosts_dir)
+    hosts_dir.mkdir(parents=True)

@@ -1,0 +1,106 @@
+"""Patches to moto that make it behave like AWS where Roadie depends on it.
+
+Each patch changes the simulated world, never Roadie's code:
+- Lambda invocations of our functions run the Chalice handlers in-process;
+- ``SendCommand`` with only instance ids targets only those instances (moto fans out to all);
+- Step Functions Wait states are scaled down so a local rollout polls fast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import traceback
+import uuid
+from typing import Any, Callable
+
+from moto.awslambda_simple.models import LambdaSimpleBackend
+from moto.ssm.models import Command
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import (
+    WaitFunction,
+)
+
+Handler = Callable[[Any, Any], Any]
+_registry: dict[str, Handler] = {}
+_wait_scale = {"value": 1.0}
+_installed = False
+log = logging.getLogger("devstack")
+
+
+class FakeLambdaContext:
+    def __init__(self, function_name: str) -> None:
+        self.function_name = function_name
+        self.aws_request_id = str(uuid.uuid4())
+        self.memory_limit_in_mb = 256
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 300_000
+
+
+def register_function(deployed_name: str, handler: Handler) -> None:
+    _registry[deployed_name] = handler
+
+
+def set_wait_scale(scale: float) -> None:
+    _wait_scale["value"] = scale
+
+
+def _normalise(function_name: str) -> str:
+    name = function_name.split(":function:")[-1] if ":function:" in function_name else function_name
+    return name.split(":")[0]
+
+
+def _invoke(
+    self: LambdaSimpleBackend,
+    function_name: str,
+    qualifier: str | None,
+    body: Any,
+    headers: Any,
+    response_headers: Any,
+) -> bytes:
+    name = _normalise(function_name)
+    handler = _registry.get(name)
+    if handler is None:
+        return _original_invoke(self, function_name, qualifier, body, headers, response_headers)
+    try:
+        event = json.loads(body) if body else {}
+        result = handler(event, FakeLambdaContext(name))
+        return json.dumps(result).encode()
+    except Exception as exc:  # noqa: BLE001 - reported to the caller in Lambda's error shape
+        log.debug("lambda %s raised", name, exc_info=True)
+        response_headers["x-amz-function-error"] = "Unhandled"
+        return json.dumps(
+            {
+                "errorType": type(exc).__name__,
+                "errorMessage": str(exc),
+                "stackTrace": traceback.format_tb(exc.__traceback__),
+            }
+        ).encode()
+
+
+def _targets_only(self: Command) -> list[str]:
+    if not self.targets:
+        return []
+    return _original_targets(self)
+
+
+def _scaled_wait(self: WaitFunction, env: Any, wait_seconds: int) -> None:
+    if wait_seconds > 0:
+        env.program_state_event.wait(wait_seconds * _wait_scale["value"])
+
+
+_original_invoke = LambdaSimpleBackend.invoke
+_original_targets = Command._get_instance_ids_from_targets
+
+
+def install() -> None:
+    global _installed
+    if _installed:
+        return
+    LambdaSimpleBackend.invoke = _invoke  # type: ignore[method-assign]
+    Command._get_instance_ids_from_targets = _targets_only  # type: ignore[method-assign]
+    WaitFunction._wait_interval = _scaled_wait  # type: ignore[method-assign]
+    logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    _installed = True

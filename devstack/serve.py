@@ -1,0 +1,30 @@
+"""`make serve`: keep the embedded stack and its HTTP API up until interrupted."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+from devstack.stack import LocalStack, StackOptions
+
+
+def main() -> int:
+    options = StackOptions.from_env()
+    print("Roadie local stack; settings:", flush=True)
+    for line in options.describe():
+        print(f"  {line}", flush=True)
+    stack = LocalStack(options).start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        url = stack.start_api()
+        repo = stack.sources
+        print(f"  sample app repo: {repo.path} (main={repo.v2}, staging={repo.staging})")
+        for env_key, hosts in stack.provisioned.hosts.items():
+            print(f"  hosts {env_key}: " + ", ".join(f"{h['name']}={h['instance_id']}" for h in hosts))
+        print(f"Roadie API ready on {url} (moto on {stack.endpoint}); Ctrl-C to stop", flush=True)
+        stop.wait()
+    finally:
+        stack.stop()
+    return 0

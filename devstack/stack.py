@@ -1,0 +1,209 @@
+"""The local stack in one process: moto server, host agent, provisioning and the HTTP API.
+
+Defaults (printed at start) come from the local stack contract's environment variables.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DEFAULTS = {
+    "ROADIE_API_TOKEN": "roadie-local-token",
+    "ROADIE_GITHUB_SECRET": "roadie-local-github-secret",
+    "ROADIE_GITLAB_TOKEN": "roadie-local-gitlab-token",
+    "ROADIE_BITBUCKET_SECRET": "roadie-local-bitbucket-secret",
+    "ROADIE_STATE_DIR": str(PROJECT_DIR / ".roadie"),
+    "ROADIE_HOSTS_DIR": "",  # default: $ROADIE_STATE_DIR/hosts
+    "ROADIE_CONFIG": "",  # default: the bundled chalicelib/pipeline.toml
+    "ROADIE_PORT": "8000",
+}
+HOST_COUNTS = {"production": 5, "staging": 2}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class StackOptions:
+    api_token: str
+    github_secret: str
+    gitlab_token: str
+    bitbucket_secret: str
+    state_dir: Path
+    hosts_dir: Path
+    config: str
+    port: int
+    wait_scale: float = 0.05
+    poll_seconds: int = 1
+    host_counts: dict[str, int] = field(default_factory=lambda: dict(HOST_COUNTS))
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> StackOptions:
+        env = {k: os.environ.get(k) or v for k, v in DEFAULTS.items()}
+        state_dir = Path(env["ROADIE_STATE_DIR"]).resolve()
+        options = cls(
+            api_token=env["ROADIE_API_TOKEN"],
+            github_secret=env["ROADIE_GITHUB_SECRET"],
+            gitlab_token=env["ROADIE_GITLAB_TOKEN"],
+            bitbucket_secret=env["ROADIE_BITBUCKET_SECRET"],
+            state_dir=state_dir,
+            hosts_dir=Path(env["ROADIE_HOSTS_DIR"] or state_dir / "hosts").resolve(),
+            config=env["ROADIE_CONFIG"],
+            port=int(env["ROADIE_PORT"]),
+        )
+        for key, value in overrides.items():
+            setattr(options, key, value)
+        return options
+
+    def describe(self) -> list[str]:
+        return [
+            f"ROADIE_API_TOKEN={self.api_token}",
+            f"ROADIE_GITHUB_SECRET={self.github_secret}",
+            f"ROADIE_GITLAB_TOKEN={self.gitlab_token}",
+            f"ROADIE_BITBUCKET_SECRET={self.bitbucket_secret}",
+            f"ROADIE_STATE_DIR={self.state_dir}",
+            f"ROADIE_HOSTS_DIR={self.hosts_dir}",
+            f"ROADIE_CONFIG={self.config or '(bundled chalicelib/pipeline.toml)'}",
+            f"ROADIE_PORT={self.port}",
+        ]
+
+
+class LocalStack:
+    """Start with ``start()``; ``reset()`` wipes AWS state and hosts and provisions again."""
+
+    def __init__(self, options: StackOptions) -> None:
+        self.options = options
+        self.moto_port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.moto_port}"
+        self._server: Any = None
+        self._agent: Any = None
+        self._api: Any = None
+        self._api_thread: threading.Thread | None = None
+        self.provisioned: Any = None
+        self.sources: Any = None
+
+    def _set_environment(self) -> None:
+        o = self.options
+        os.environ.update(
+            {
+                "AWS_ENDPOINT_URL": self.endpoint,
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_SESSION_TOKEN": "testing",
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_REGION": "us-east-1",
+                "MOTO_PORT": str(self.moto_port),
+                "ROADIE_STATE_DIR": str(o.state_dir),
+                "ROADIE_HOSTS_DIR": str(o.hosts_dir),
+                "ROADIE_POLL_SECONDS": str(o.poll_seconds),
+                "ROADIE_MIRROR_METRICS": "1",
+                "POWERTOOLS_METRICS_DISABLED": "true",
+                "POWERTOOLS_SERVICE_NAME": "roadie",
+                "POWERTOOLS_LOG_LEVEL": "WARNING",
+            }
+        )
+        if o.config:
+            os.environ["ROADIE_CONFIG"] = str(Path(o.config).resolve())
+
+    def start(self) -> LocalStack:
+        self._set_environment()
+        # moto must be imported only after the environment points boto3 at the local endpoint
+        from moto.server import ThreadedMotoServer
+
+        from devstack import moto_patches
+        from devstack.hostagent import HostAgent
+
+        moto_patches.install()
+        moto_patches.set_wait_scale(self.options.wait_scale)
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
+        self._server.start()
+        self._agent = HostAgent(self.options.hosts_dir)
+        self._agent.install()
+        self.reset()
+        return self
+
+    def _configure_moto(self) -> None:
+        requests.post(
+            f"{self.endpoint}/moto-api/config",
+            json={
+                "stepfunctions": {"execute_state_machine": True},
+                "lambda": {"use_docker": False},
+            },
+            timeout=10,
+        ).raise_for_status()
+
+    def reset(self) -> None:
+        from aws_lambda_powertools.utilities import parameters
+
+        from chalicelib import bootstrap
+        from chalicelib.config import Settings, load_pipeline
+        from devstack.hostagent import reset_hosts_dir
+        from devstack.provision import provision
+        from devstack.shop_repo import create_shop_repo
+
+        requests.post(f"{self.endpoint}/moto-api/reset", timeout=30).raise_for_status()
+        self._configure_moto()
+        parameters.clear_caches()
+        reset_hosts_dir(self.options.hosts_dir)
+        db_dir = self.options.state_dir / "db"
+        if db_dir.exists():
+            shutil.rmtree(db_dir)
+        self.sources = create_shop_repo(self.options.state_dir / "sources" / "shop")
+        settings = Settings.from_env()
+        bootstrap.reset()
+        bootstrap.Container(settings)  # points the table models at this stage's names
+        self.provisioned = provision(
+            load_pipeline(settings.pipeline_config),
+            hosts_dir=self.options.hosts_dir,
+            state_dir=self.options.state_dir,
+            api_tokens={"local-admin": self.options.api_token},
+            webhook_secrets={
+                "github": [self.options.github_secret],
+                "gitlab": [self.options.gitlab_token],
+                "bitbucket": [self.options.bitbucket_secret],
+            },
+            host_counts=self.options.host_counts,
+            settings=settings,
+        )
+        os.environ["ROADIE_STATE_MACHINE_ARN"] = self.provisioned.state_machine_arn
+        bootstrap.reset()
+
+    def start_api(self, port: int | None = None) -> str:
+        """Serve the Chalice app on 127.0.0.1 (port 0 picks a free one); returns its URL."""
+        from chalice.cli.factory import CLIFactory
+        from chalice.local import create_local_server
+
+        import app as chalice_app
+
+        config = CLIFactory(str(PROJECT_DIR), environ=os.environ).create_config_obj(
+            chalice_stage_name="dev"
+        )
+        chosen = self.options.port if port is None else port
+        self._api = create_local_server(chalice_app.app, config, "127.0.0.1", chosen)
+        actual = self._api.server.server_address[1]
+        self._api_thread = threading.Thread(target=self._api.serve_forever, daemon=True)
+        self._api_thread.start()
+        logging.getLogger("chalice").setLevel(logging.WARNING)
+        return f"http://127.0.0.1:{actual}"
+
+    def stop(self) -> None:
+        if self._api is not None:
+            self._api.shutdown()
+            self._api.server.server_close()
+        if self._agent is not None:
+            self._agent.uninstall()
+        if self._server is not None:
+            self._server.stop()

@@ -1,0 +1,1 @@
+"""Deployment artefacts for AWS: the SSM Command document, the host script, templates."""
