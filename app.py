@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalice import Chalice  # type: ignore[attr-defined]
+from chalice import Chalice, Request  # type: ignore[attr-defined]
 
 from chalicelib import bootstrap
 from chalicelib.domain.model import Requester
@@ -24,8 +24,14 @@ from chalicelib.http import (
 app = Chalice(app_name="roadie", configure_logs=False)
 
 
+def _request() -> Request:
+    request = app.current_request
+    assert request is not None, "only called while handling a request"
+    return request
+
+
 def _requester() -> Requester:
-    token = bearer_token(app.current_request.headers)
+    token = bearer_token(_request().headers)
     name = bootstrap.container().api_tokens.identify(token) if token else None
     if name is None:
         raise HttpError(401, "unauthorized", "a valid bearer token is required")
@@ -42,7 +48,7 @@ def healthz() -> dict[str, str]:
 def create_deploy() -> Any:
     requester = _requester()
     body = fields(
-        json_object(app.current_request.raw_body),
+        json_object(_request().raw_body),
         required=("app", "environment"),
         optional=("sha", "ref", "reason"),
     )
@@ -66,7 +72,7 @@ def create_deploy() -> Any:
 @translate_errors
 def list_deploys() -> Any:
     _requester()
-    query = app.current_request.query_params or {}
+    query = _request().query_params or {}
     unknown = sorted(set(query) - {"app", "environment", "status", "limit", "cursor"})
     if unknown:
         raise HttpError(400, "bad_request", f"unknown query parameter {unknown[0]!r}")

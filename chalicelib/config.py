@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .domain.errors import ConfigError, NotFoundError, PlanningError
 from .domain.model import NAME_RE
@@ -21,11 +22,11 @@ from .domain.rollout import BatchSize, PhaseTimeouts, RolloutPolicy
 
 BUNDLED_CONFIG = Path(__file__).parent / "pipeline.toml"
 # What the SSM document accepts for a host command (its allowedPattern): no shell syntax.
-COMMAND_RE = re.compile(r"^[A-Za-z0-9 _./=:,+-]{0,256}$")
-SOURCE_URL_RE = re.compile(r"^[A-Za-z0-9@:/._+~-]{1,512}$")
-DEPLOY_ROOT_RE = re.compile(r"^/[A-Za-z0-9._/-]{0,255}$")
-TAG_RE = re.compile(r"^[A-Za-z0-9 _.:/=+@-]{1,128}$")
-BRANCH_RE = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/-]{1,200}$")
+COMMAND_RE = re.compile(r"^[A-Za-z0-9 _./=:,+-]{0,256}\Z")
+SOURCE_URL_RE = re.compile(r"^[A-Za-z0-9@:/._+~-]{1,512}\Z")
+DEPLOY_ROOT_RE = re.compile(r"^/[A-Za-z0-9._/-]{0,255}\Z")
+TAG_RE = re.compile(r"^[A-Za-z0-9 _.:/=+@-]{1,128}\Z")
+BRANCH_RE = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/-]{1,200}\Z")
 ENV_REF_RE = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 TRIGGERS = ("push", "ci", "manual")
 SOURCE_KINDS = ("git", "s3")
@@ -144,9 +145,9 @@ class _Reader:
                 raise ConfigError(f"{self.key(name)}: required key is missing")
             return default
         value = self.table[name]
-        if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
-            expected = kind.__name__ if isinstance(kind, type) else " or ".join(
-                k.__name__ for k in kind
+        if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
+            expected = (
+                kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
             )
             raise ConfigError(f"{self.key(name)}: must be {expected}, got {value!r}")
         return value
@@ -155,7 +156,7 @@ class _Reader:
         value = self.get(name, str, default)
         if value is not None and pattern is not None and not pattern.match(value):
             raise ConfigError(f"{self.key(name)}: {value!r} does not match {pattern.pattern}")
-        return str(value) if value is not None else value
+        return value  # type: ignore[no-any-return]
 
     def child(self, name: str, default: Any = ...) -> _Reader:
         value = self.get(name, dict, {} if default is ... else default)
@@ -187,8 +188,10 @@ def _environment(name: str, reader: _Reader, commands: dict[str, str]) -> Enviro
     if not tags:
         raise ConfigError(f"{hosts.key('tags')}: at least one tag is required")
     for tag_key, tag_value in tags.items():
-        if not isinstance(tag_value, str) or not TAG_RE.match(tag_value) or not TAG_RE.match(
-            tag_key
+        if (
+            not isinstance(tag_value, str)
+            or not TAG_RE.match(tag_value)
+            or not TAG_RE.match(tag_key)
         ):
             raise ConfigError(f"{hosts.key('tags')}.{tag_key}: must be a plain tag value")
     hosts.done()
@@ -233,7 +236,7 @@ def _environment(name: str, reader: _Reader, commands: dict[str, str]) -> Enviro
 def _app(name: str, reader: _Reader) -> AppConfig:
     if not NAME_RE.match(name):
         raise ConfigError(f"{reader.path}: app name must match {NAME_RE.pattern}")
-    repository = reader.text("repository", re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$"))
+    repository = reader.text("repository", re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+\Z"))
     source_reader = reader.child("source")
     kind = source_reader.text("kind")
     if kind not in SOURCE_KINDS:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import json
 import re
-from typing import Any, Callable, Mapping, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from chalice import Response  # type: ignore[attr-defined]
 
@@ -79,12 +80,12 @@ def translate_errors(view: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def json_object(raw: bytes | None) -> dict[str, Any]:
+def json_object(raw: str | bytes | None) -> dict[str, Any]:
     """The request body as a JSON object, or a 400 that says why not."""
     if not raw:
         raise HttpError(400, "bad_request", "request body must be a JSON object")
     try:
-        body = json.loads(raw.decode("utf-8"))
+        body = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
     except (UnicodeDecodeError, ValueError) as exc:
         raise HttpError(400, "bad_request", f"request body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
@@ -141,7 +142,10 @@ def deploy_detail(deploy: Deploy, results: list[HostResult]) -> dict[str, Any]:
     hosts: dict[str, dict[str, Any]] = {}
     names = deploy.plan.get("host_names", {})
     batches = deploy.plan.get("batches", [])
-    batch_of = {h: n for n, batch in enumerate(batches, start=1) for h in batch}  # type: ignore[arg-type]
+    batch_of: dict[str, int] = {}
+    for number, batch in enumerate(batches if isinstance(batches, list) else [], start=1):
+        for host_id in batch:
+            batch_of[host_id] = number
     for host_id in deploy.plan.get("hosts", []):  # type: ignore[attr-defined]
         hosts[host_id] = {
             "instance_id": host_id,

@@ -10,7 +10,8 @@ same number of history events whatever its batch size, so one execution stays fa
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 FUNCTIONS = ("rollout_dispatch", "rollout_poll", "rollout_finish")
 _RETRY_LAMBDA = [
@@ -29,7 +30,9 @@ _RETRY_LAMBDA = [
 _CATCH_ALL = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordErrored"}]
 
 
-def _invoke(function: str, payload: dict[str, Any], result: dict[str, str] | None) -> dict[str, Any]:
+def _invoke(
+    function: str, payload: dict[str, Any], result: dict[str, str] | None
+) -> dict[str, Any]:
     state: dict[str, Any] = {
         "Type": "Task",
         "Resource": "arn:aws:states:::lambda:invoke",

@@ -56,7 +56,9 @@ def watch(api: Api, deploy_id: str, timeout: float = 120) -> dict[str, Any]:
                 if key in seen or step["status"] == "pending":
                     continue
                 seen.add(key)
-                label = f"{step['command']}" + (f" (batch {host['batch']})" if step["command"] in ("switch", "verify") else "")
+                label = f"{step['command']}" + (
+                    f" (batch {host['batch']})" if step["command"] in ("switch", "verify") else ""
+                )
                 print(
                     f"  [{elapsed:5.1f}s]   {host['name'] or host['instance_id']:<20} "
                     f"{label:<20} {step['status']:<10} exit={step['exit_code']}"
@@ -88,7 +90,10 @@ def prove(stack: LocalStack, expected_sha: str) -> list[str]:
         target = os.readlink(current) if current.is_symlink() else "(missing)"
         revision = (current / "REVISION").read_text().strip() if current.exists() else ""
         ok = Path(target).name == expected_sha and revision == expected_sha
-        print(f"  {host['name']:<20} current -> {target}  REVISION={revision[:12]}  {'ok' if ok else 'WRONG'}")
+        print(
+            f"  {host['name']:<20} current -> {target}  REVISION={revision[:12]}  "
+            f"{'ok' if ok else 'WRONG'}"
+        )
         if not ok:
             problems.append(f"{host['name']} is not on {expected_sha}")
     db = stack.options.state_dir / "db" / f"{APP}-{ENV}.sqlite3"
@@ -98,7 +103,9 @@ def prove(stack: LocalStack, expected_sha: str) -> list[str]:
             "SELECT version, COUNT(*), GROUP_CONCAT(host) FROM roadie_migration_log "
             "GROUP BY version ORDER BY version"
         ).fetchall()
-        applied = [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
+        applied = [
+            r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")
+        ]
     for version, count, where in rows:
         print(f"  migration {version}: applied {count}x (on {where})")
         if count != 1:
@@ -122,9 +129,13 @@ def main() -> int:
         api = Api(url, options.api_token)
         repo = stack.sources
         print(f"Sample app repo {repo.path}: v1={repo.v1[:12]} main(v2)={repo.v2[:12]}\n")
-        first = deploy(api, {"app": APP, "environment": ENV, "sha": repo.v1, "reason": "demo: first release"})
+        first = deploy(
+            api, {"app": APP, "environment": ENV, "sha": repo.v1, "reason": "demo: first release"}
+        )
         print()
-        second = deploy(api, {"app": APP, "environment": ENV, "ref": "main", "reason": "demo: ship v2"})
+        second = deploy(
+            api, {"app": APP, "environment": ENV, "ref": "main", "reason": "demo: ship v2"}
+        )
         print("\nGET /deploys/" + second["deploy_id"])
         print(json.dumps(_trim(second), indent=2))
         problems = [] if first["status"] == "succeeded" else ["first deploy did not succeed"]

@@ -16,11 +16,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ OUTPUT_LIMIT = 24_000  # SSM keeps at most this much of each stream inline
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 class HostAgent:
@@ -52,7 +53,7 @@ class HostAgent:
             agent.accept(backend, command)
             return command
 
-        SimpleSystemManagerBackend.send_command = send_command  # type: ignore[method-assign]
+        SimpleSystemManagerBackend.send_command = send_command  # type: ignore[method-assign,assignment]
 
     def uninstall(self) -> None:
         SimpleSystemManagerBackend.send_command = self._original  # type: ignore[method-assign]
@@ -111,7 +112,9 @@ class HostAgent:
     ) -> None:
         instance_id = invocation["InstanceId"]
         started = time.monotonic()
-        invocation.update(Status="InProgress", StatusDetails="InProgress", ExecutionStartDateTime=_now())
+        invocation.update(
+            Status="InProgress", StatusDetails="InProgress", ExecutionStartDateTime=_now()
+        )
         timeout = int(params.get("executionTimeout") or 600)
         status, code, out, err = self._execute(instance_id, document, params, timeout)
         self.commands_run += 1
@@ -152,20 +155,24 @@ class HostAgent:
             "ROADIE_HOST_ROOT": str(host),
             "ROADIE_HOST_ID": instance_id,
         }
-        try:
-            proc = subprocess.run(
-                ["bash", "-c", script],
-                cwd=host,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-            )
-        except subprocess.TimeoutExpired as exc:
-            out = exc.stdout if isinstance(exc.stdout, str) else ""
-            return "TimedOut", -1, out, f"execution timed out after {timeout}s"
+        # a session of its own, so a timeout kills the script's children too (as the SSM agent does)
+        with subprocess.Popen(
+            ["bash", "-c", script],
+            cwd=host,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        ) as proc:
+            try:
+                out, err = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                out, err = proc.communicate()
+                return "TimedOut", -1, out, err + f"\nexecution timed out after {timeout}s"
         status = "Success" if proc.returncode == 0 else "Failed"
-        return status, proc.returncode, proc.stdout, proc.stderr
+        return status, proc.returncode, out, err
 
 
 def reset_hosts_dir(hosts_dir: Path) -> None:

@@ -12,7 +12,8 @@ import json
 import logging
 import traceback
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.ssm.models import Command
@@ -32,7 +33,9 @@ class FakeLambdaContext:
         self.function_name = function_name
         self.aws_request_id = str(uuid.uuid4())
         self.memory_limit_in_mb = 256
-        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"
+        self.invoked_function_arn = (
+            f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"
+        )
 
     def get_remaining_time_in_millis(self) -> int:
         return 300_000
@@ -47,7 +50,7 @@ def set_wait_scale(scale: float) -> None:
 
 
 def _normalise(function_name: str) -> str:
-    name = function_name.split(":function:")[-1] if ":function:" in function_name else function_name
+    name = function_name.rsplit(":function:", maxsplit=1)[-1]
     return name.split(":")[0]
 
 
@@ -62,12 +65,13 @@ def _invoke(
     name = _normalise(function_name)
     handler = _registry.get(name)
     if handler is None:
-        return _original_invoke(self, function_name, qualifier, body, headers, response_headers)
+        fallback = _original_invoke(self, function_name, qualifier, body, headers, response_headers)
+        return fallback.encode() if isinstance(fallback, str) else fallback or b""
     try:
         event = json.loads(body) if body else {}
         result = handler(event, FakeLambdaContext(name))
         return json.dumps(result).encode()
-    except Exception as exc:  # noqa: BLE001 - reported to the caller in Lambda's error shape
+    except Exception as exc:
         log.debug("lambda %s raised", name, exc_info=True)
         response_headers["x-amz-function-error"] = "Unhandled"
         return json.dumps(

@@ -36,6 +36,26 @@ class Provisioned:
     hosts: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # env key -> hosts
 
 
+class _CachedClients:
+    """boto3 clients are slow to build (service models load); the stack reuses them."""
+
+    def __init__(self, region: str) -> None:
+        self._session = boto3.session.Session(region_name=region)
+        self._clients: dict[str, Any] = {}
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            self._clients[service] = self._session.client(service)  # type: ignore[call-overload]
+        return self._clients[service]
+
+
+_sessions: dict[str, _CachedClients] = {}
+
+
+def _session(region: str) -> _CachedClients:
+    return _sessions.setdefault(region, _CachedClients(region))
+
+
 def _dummy_zip() -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
@@ -53,10 +73,10 @@ def provision(
     host_counts: dict[str, int],
     settings: Any,
 ) -> Provisioned:
-    session = boto3.session.Session(region_name=settings.region)
+    session = _session(settings.region)
     for model in dynamo.MODELS:
-        if not model.exists():
-            model.create_table(wait=True, billing_mode="PAY_PER_REQUEST")
+        # moto creates tables ACTIVE at once; the stack always provisions into an empty account
+        model.create_table(wait=False, billing_mode="PAY_PER_REQUEST")
 
     ssm = session.client("ssm")
     ssm.create_document(

@@ -22,7 +22,9 @@ def main() -> int:
         repo = stack.sources
         print(f"  sample app repo: {repo.path} (main={repo.v2}, staging={repo.staging})")
         for env_key, hosts in stack.provisioned.hosts.items():
-            print(f"  hosts {env_key}: " + ", ".join(f"{h['name']}={h['instance_id']}" for h in hosts))
+            print(
+                f"  hosts {env_key}: " + ", ".join(f"{h['name']}={h['instance_id']}" for h in hosts)
+            )
         print(f"Roadie API ready on {url} (moto on {stack.endpoint}); Ctrl-C to stop", flush=True)
         stop.wait()
     finally:

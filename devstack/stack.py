@@ -128,7 +128,9 @@ class LocalStack:
 
         moto_patches.install()
         moto_patches.set_wait_scale(self.options.wait_scale)
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
+        self._server = ThreadedMotoServer(
+            ip_address="127.0.0.1", port=self.moto_port, verbose=False
+        )
         self._server.start()
         self._agent = HostAgent(self.options.hosts_dir)
         self._agent.install()

@@ -50,9 +50,7 @@ PARAMETERS: tuple[Parameter, ...] = (
         r"^(stage|migrate|post_migrate|switch|verify|rollback)$",
         "Deploy phase to run on this host.",
     ),
-    Parameter(
-        "app", "APP", r"^[a-z][a-z0-9-]{0,39}$", "Application name (its directory)."
-    ),
+    Parameter("app", "APP", r"^[a-z][a-z0-9-]{0,39}$", "Application name (its directory)."),
     Parameter("sha", "SHA", r"^[0-9a-f]{40}$", "Full commit SHA of the release."),
     Parameter(
         "previousSha",
@@ -61,9 +59,7 @@ PARAMETERS: tuple[Parameter, ...] = (
         "Release to roll back to and to keep when pruning; empty on a first deploy.",
         "",
     ),
-    Parameter(
-        "sourceKind", "SOURCE_KIND", r"^(git|s3)$", "Where releases come from.", "git"
-    ),
+    Parameter("sourceKind", "SOURCE_KIND", r"^(git|s3)$", "Where releases come from.", "git"),
     Parameter(
         "sourceUrl",
         "SOURCE_URL",
@@ -136,9 +132,7 @@ def _script_body() -> list[str]:
     if lines and lines[0].startswith("#!"):
         lines = lines[1:]
     if any("{{" in line for line in lines):
-        raise ValueError(
-            f"{SCRIPT_PATH} must not contain '{{{{' (SSM would substitute it)"
-        )
+        raise ValueError(f"{SCRIPT_PATH} must not contain '{{{{' (SSM would substitute it)")
     return lines
 
 
@@ -205,9 +199,7 @@ def _single_value(name: str, value: str | Sequence[str]) -> str:
     return values[0]
 
 
-def render(
-    document: Mapping[str, Any], parameters: Mapping[str, str | Sequence[str]]
-) -> str:
+def render(document: Mapping[str, Any], parameters: Mapping[str, str | Sequence[str]]) -> str:
     """The shell script SSM would run: runCommand lines joined, ``{{ name }}`` substituted.
 
     One pass, so a value can never introduce a placeholder of its own.

@@ -1,1 +1,1 @@
-"""Adapters: the only code that talks to AWS (DynamoDB, Step Functions, SSM, EC2, parameters, metrics)."""
+"""Adapters: the only code that talks to AWS (DynamoDB, SFN, SSM, EC2, parameters, metrics)."""

@@ -10,7 +10,8 @@ import base64
 import binascii
 import json
 import time
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from pynamodb.attributes import (
     MapAttribute,
@@ -20,6 +21,7 @@ from pynamodb.attributes import (
 )
 from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
+from pynamodb.expressions.update import Action
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
@@ -135,6 +137,8 @@ MODELS: tuple[type[Model], ...] = (DeployModel, HostResultModel, EnvironmentMode
 def configure(table_names: dict[type[Model], str], region: str) -> None:
     """Point the models at this stage's tables (called once by the composition root)."""
     for model, name in table_names.items():
+        if model.Meta.table_name == name and getattr(model.Meta, "region", None) == region:
+            continue  # keep the cached connection
         model.Meta.table_name = name
         model.Meta.region = region
         model._connection = None  # a connection caches the old table name
@@ -242,7 +246,8 @@ class DeployRepository:
         item = _to_item(deploy)
         env = EnvironmentModel(deploy.env_key)
         try:
-            with TransactWrite(connection=Connection(region=DeployModel.Meta.region)) as tx:
+            region = getattr(DeployModel.Meta, "region", None)
+            with TransactWrite(connection=Connection(region=region)) as tx:
                 tx.save(item, condition=DeployModel.deploy_id.does_not_exist())
                 tx.update(
                     env,
@@ -282,7 +287,7 @@ class DeployRepository:
         self, deploy: Deploy, now_iso: str, *, new_current_sha: str | None = None
     ) -> bool:
         """Free the environment if this deploy holds it; record the new live release."""
-        actions = [
+        actions: list[Action] = [
             EnvironmentModel.lock_deploy_id.remove(),
             EnvironmentModel.lock_expires_at.remove(),
             EnvironmentModel.locked_at.remove(),

@@ -29,11 +29,11 @@ class GitRefs:
             raise NotFoundError(f"cannot read refs of the app's repository: {exc}") from exc
         found: dict[str, str] = {}
         for line in out.splitlines():
-            sha, _, name = line.partition("\t")
-            found[name] = sha
+            listed_sha, _, name = line.partition("\t")
+            found[name] = listed_sha
         for name in candidates:
             # an annotated tag's commit is listed as "<tag>^{}"
-            sha = found.get(f"{name}^{{}}") or found.get(name)
-            if sha and is_sha(sha):
+            sha = found.get(f"{name}^{{}}") or found.get(name) or ""
+            if is_sha(sha):
                 return sha
         raise NotFoundError(f"ref {ref!r} does not exist in the app's repository")

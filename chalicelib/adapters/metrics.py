@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Metrics
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from ..domain.model import Deploy, DeployStatus
 
@@ -27,7 +26,7 @@ class DeployMetricsPublisher:
         ]
         if duration_seconds is not None:
             values.append(("DeployDuration", duration_seconds, MetricUnit.Seconds.value))
-        metrics = Metrics(namespace=NAMESPACE, service="roadie")
+        metrics = EphemeralMetrics(namespace=NAMESPACE, service="roadie")
         metrics.add_dimension("app", deploy.app)
         metrics.add_dimension("environment", deploy.environment)
         for name, value, unit in values:

@@ -1,1 +1,1 @@
-"""The pure core of Roadie: deploys, their lifecycle and rollout planning (standard library only)."""
+"""The pure core of Roadie: deploys, lifecycle, rollout planning (standard library only)."""

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from .errors import ValidationError
 
-SHA_RE = re.compile(r"^[0-9a-f]{40}$")
-NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+SHA_RE = re.compile(r"^[0-9a-f]{40}\Z")
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}\Z")
 # A git ref we are willing to pass to `git ls-remote` as one argv element: no leading dash,
 # no whitespace, no shell or revision-syntax characters.
-REF_RE = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/-]{1,200}$")
+REF_RE = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/-]{1,200}\Z")
 
 
-class DeployStatus(str, Enum):
+class DeployStatus(StrEnum):
     """Where a deploy stands. See ``lifecycle`` for the allowed moves."""
 
     QUEUED = "queued"
@@ -29,7 +29,7 @@ class DeployStatus(str, Enum):
     SUPERSEDED = "superseded"
 
 
-class Phase(str, Enum):
+class Phase(StrEnum):
     """What a running deploy is doing; also the host script's ``phase`` parameter."""
 
     PENDING = "pending"
@@ -42,7 +42,7 @@ class Phase(str, Enum):
     DONE = "done"
 
 
-class HostCommand(str, Enum):
+class HostCommand(StrEnum):
     """The host script's phases (the SSM document's ``phase`` parameter)."""
 
     STAGE = "stage"
@@ -67,7 +67,7 @@ _COMMAND_PHASE = {
 }
 
 
-class HostStatus(str, Enum):
+class HostStatus(StrEnum):
     """A host's result for one command, as SSM reports it, folded to what we act on."""
 
     PENDING = "pending"

@@ -14,8 +14,9 @@ Rules, in order:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from .errors import PlanningError
 from .model import Host, HostCommand
@@ -47,9 +48,7 @@ class BatchSize:
                 return cls(int(text[:-1]), percent=True)
             return cls(int(text))
         except ValueError as exc:
-            raise PlanningError(
-                f"batch size must be a count or a percentage, got {raw!r}"
-            ) from exc
+            raise PlanningError(f"batch size must be a count or a percentage, got {raw!r}") from exc
 
     def hosts_per_batch(self, fleet_size: int) -> int:
         if self.percent:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from ..config import AppConfig, EnvironmentConfig, PipelineConfig
 from ..domain.errors import ConflictError, PlanningError, RoadieError, ValidationError
@@ -177,7 +178,9 @@ class DeployService:
         cursor: str | None,
     ) -> tuple[list[Deploy], str | None]:
         if status is not None and status not in {s.value for s in DeployStatus}:
-            raise ValidationError(f"status must be one of {', '.join(s.value for s in DeployStatus)}")
+            raise ValidationError(
+                f"status must be one of {', '.join(s.value for s in DeployStatus)}"
+            )
         if not 1 <= limit <= 100:
             raise ValidationError("limit must be 1..100")
         if app is not None:

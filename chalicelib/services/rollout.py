@@ -6,9 +6,10 @@ poll only reads SSM and overwrites per-host rows, finish ignores a deploy alread
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any
 
 from ..domain.lifecycle import check_transition, is_active
 from ..domain.model import Deploy, DeployStatus, HostCommand, HostResult, HostStatus, Phase

@@ -110,47 +110,48 @@ record() { # append one line to revisions.log: who can tell afterwards what ran 
   printf '%s %s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$PHASE" "$*" >> "$APP_DIR/revisions.log"
 }
 
-load_dotenv() { # export KEY=VALUE lines of a .env file without evaluating them
+DOTENV=()
+read_dotenv() { # read_dotenv FILE: its KEY=VALUE lines into DOTENV, never evaluated
   local file=$1 line key value
   local comment_re='^[[:space:]]*(#.*)?$'
   local assign_re='^[[:space:]]*(export[[:space:]]+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$'
   local dquoted_re='^"(.*)"$' squoted_re="^'(.*)'\$"
+  DOTENV=()
   [[ -f $file ]] || return 0
   while IFS= read -r line || [[ -n $line ]]; do
     line=${line%$'\r'}
     if [[ $line =~ $comment_re ]]; then continue; fi
     if [[ ! $line =~ $assign_re ]]; then
-      warn "ignoring a malformed line in .env"
+      warn "ignoring a malformed line in $file"
       continue
     fi
     key=${BASH_REMATCH[2]}
     value=${BASH_REMATCH[3]}
     if [[ $value =~ $dquoted_re || $value =~ $squoted_re ]]; then value=${BASH_REMATCH[1]}; fi
-    export "$key=$value" 2> /dev/null || warn "cannot set $key from .env"
+    DOTENV+=("$key=$value")
   done < "$file"
 }
 
 run_cmd() { # run_cmd LABEL DIR COMMAND: argv split on spaces, no shell; empty = skipped
-  local label=$1 dir=$2 cmd=$3
-  local -a argv=()
+  local label=$1 dir=$2 cmd=$3 pair
+  local -a argv=() env_args=(-u SKIP_POST_DEPLOYMENT_MIGRATIONS --)
   read -ra argv <<< "$cmd" || true
   if ((${#argv[@]} == 0)); then
     say "no $label command, skipped"
     return 0
   fi
+  [[ ${argv[0]} != *=* ]] || die 2 "$label command must start with a program, not an assignment"
+  read_dotenv "$dir/.env"
+  if ((${#DOTENV[@]} > 0)); then
+    for pair in "${DOTENV[@]}"; do
+      if [[ $pair != SKIP_POST_DEPLOYMENT_MIGRATIONS=* ]]; then env_args+=("$pair"); fi
+    done
+  fi
+  env_args+=("ROADIE_PHASE=$PHASE" "ROADIE_SHA=$SHA" "ROADIE_APP=$APP")
+  env_args+=("ROADIE_RELEASE_DIR=$dir" "RELEASE_DIR=$dir")
+  if [[ $PHASE == migrate ]]; then env_args+=(SKIP_POST_DEPLOYMENT_MIGRATIONS=1); fi
   say "$label: $cmd"
-  (
-    cd -- "$dir" || exit 1
-    load_dotenv "$dir/.env"
-    export ROADIE_PHASE=$PHASE ROADIE_SHA=$SHA ROADIE_APP=$APP
-    export ROADIE_RELEASE_DIR=$dir RELEASE_DIR=$dir
-    if [[ $PHASE == migrate ]]; then
-      export SKIP_POST_DEPLOYMENT_MIGRATIONS=1
-    else
-      unset SKIP_POST_DEPLOYMENT_MIGRATIONS
-    fi
-    exec "${argv[@]}"
-  ) 9>&-
+  (cd -- "$dir" && exec env "${env_args[@]}" "${argv[@]}") 9>&-
 }
 
 link_shared() { # link_shared RELEASE_DIR

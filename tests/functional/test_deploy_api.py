@@ -1,0 +1,257 @@
+"""The deploy API end to end: HTTP -> DynamoDB record -> real state machine on moto -> SSM ->
+the host script in bash on simulated hosts -> the record again."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack.stack import LocalStack
+
+from .conftest import TOKEN, auth, hosts, wait_for
+
+
+def post(client: Any, body: Any, headers: dict[str, str] | None = None) -> Any:
+    raw = body if isinstance(body, (str, bytes)) else json.dumps(body)
+    return client.http.post("/deploys", headers=headers or auth(), body=raw)
+
+
+def current_release(stack: LocalStack, instance_id: str) -> str:
+    link = stack.options.hosts_dir / instance_id / "shop" / "current"
+    return Path(os.readlink(link)).name if link.is_symlink() else ""
+
+
+def test_deploys_a_sha_to_every_host_and_records_who_what_when(
+    client: Any, fresh_stack: LocalStack
+) -> None:
+    v1 = fresh_stack.sources.v1
+    response = post(
+        client, {"app": "shop", "environment": "production", "sha": v1, "reason": "first"}
+    )
+    assert response.status_code == 202, response.body
+    accepted = response.json_body
+    assert accepted["status"] == "running"
+    assert response.headers["Location"] == f"/deploys/{accepted['deploy_id']}"
+
+    record = wait_for(client, accepted["deploy_id"])
+
+    assert record["status"] == "succeeded", record["error"]
+    assert record["phase"] == "done"
+    assert record["requested_by"] == "local-admin"
+    assert record["requested_via"] == "api"
+    assert record["sha"] == v1 and record["reason"] == "first"
+    assert record["created_at"] <= record["started_at"] <= record["finished_at"]
+    assert record["duration_s"] > 0
+    assert [h["batch"] for h in record["hosts"]] == [1, 1, 2, 2, 3]
+    assert set(record["phases"]) == {
+        "stage",
+        "migrate",
+        "batch-1.switch",
+        "batch-1.verify",
+        "batch-2.switch",
+        "batch-2.verify",
+        "batch-3.switch",
+        "batch-3.verify",
+        "post_migrate",
+    }
+    assert all(p["status"] == "succeeded" for p in record["phases"].values())
+    for host in record["hosts"]:
+        cmds = [s["command"] for s in host["steps"]]
+        assert (cmds[0] == "stage" and cmds[-2:] == ["switch", "verify"]) or cmds[
+            -1
+        ] == "post_migrate"
+        assert all(s["exit_code"] == 0 for s in host["steps"])
+        verify = next(s for s in host["steps"] if s["command"] == "verify")
+        assert f"REVISION={v1}" in verify["stdout_tail"]
+        assert current_release(fresh_stack, host["instance_id"]) == v1
+    migrating = [h for h in record["hosts"] if any(s["command"] == "migrate" for s in h["steps"])]
+    assert [h["instance_id"] for h in migrating] == [record["plan"]["migration_host"]]
+
+
+def test_deploys_a_ref_resolved_to_its_sha_and_runs_each_migration_once(
+    client: Any, fresh_stack: LocalStack
+) -> None:
+    repo = fresh_stack.sources
+    first = post(client, {"app": "shop", "environment": "production", "sha": repo.v1})
+    assert wait_for(client, first.json_body["deploy_id"])["status"] == "succeeded"
+
+    second = post(client, {"app": "shop", "environment": "production", "ref": "main"})
+    record = wait_for(client, second.json_body["deploy_id"])
+
+    assert record["status"] == "succeeded"
+    assert record["sha"] == repo.v2 and record["ref"] == "main"
+    assert record["previous_sha"] == repo.v1
+    assert {current_release(fresh_stack, h["instance_id"]) for h in hosts(fresh_stack)} == {repo.v2}
+    db = fresh_stack.options.state_dir / "db" / "shop-production.sqlite3"
+    with sqlite3.connect(db) as conn:
+        counts = dict(
+            conn.execute("SELECT version, COUNT(*) FROM roadie_migration_log GROUP BY version")
+        )
+    assert counts and set(counts.values()) == {1}
+
+
+def test_a_host_failing_its_switch_stops_the_rollout_and_records_the_evidence(
+    client: Any, fresh_stack: LocalStack
+) -> None:
+    v1 = fresh_stack.sources.v1
+    # batch 2 is the third and fourth host in plan order (migration host first, then by name)
+    fleet = sorted(hosts(fresh_stack), key=lambda h: h["name"])
+    broken = fleet[2]["instance_id"]
+    (fresh_stack.options.hosts_dir / broken / "fault.switch").write_text("fail\n")
+
+    response = post(client, {"app": "shop", "environment": "production", "sha": v1})
+    record = wait_for(client, response.json_body["deploy_id"])
+
+    assert record["status"] == "failed"
+    assert record["phase"] == "switching"
+    error = record["error"]
+    assert error["host"] == broken and error["hosts"] == [broken]
+    assert error["step"] == "batch-2.switch"
+    assert error["exit_code"] == 1
+    assert "injected fault" in error["stderr_tail"]
+    assert record["phases"]["batch-2.switch"]["status"] == "failed"
+    assert "batch-3.switch" not in record["phases"]  # later batches never started
+    last = {h["instance_id"]: h["status"] for h in record["hosts"]}
+    assert last[broken] == "switch:failed"
+
+    # the lock was released: the environment takes the next deploy
+    fault = fresh_stack.options.hosts_dir / broken / "fault.switch"
+    fault.unlink()
+    again = post(client, {"app": "shop", "environment": "production", "sha": v1})
+    assert again.status_code == 202
+    assert wait_for(client, again.json_body["deploy_id"])["status"] == "succeeded"
+
+
+def test_a_second_deploy_while_one_runs_gets_409_with_the_running_one(
+    client: Any, fresh_stack: LocalStack
+) -> None:
+    v1 = fresh_stack.sources.v1
+    first = post(client, {"app": "shop", "environment": "production", "sha": v1})
+    second = post(client, {"app": "shop", "environment": "production", "sha": v1})
+    assert second.status_code == 409
+    assert second.json_body["error"] == "environment_locked"
+    assert second.json_body["deploy_id"] == first.json_body["deploy_id"]
+    other_env = post(client, {"app": "shop", "environment": "staging", "sha": v1})
+    assert other_env.status_code == 202  # locks are per app + environment
+    wait_for(client, first.json_body["deploy_id"])
+    wait_for(client, other_env.json_body["deploy_id"])
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Content-Type": "application/json"},
+        {"Content-Type": "application/json", "Authorization": "Bearer wrong"},
+        {"Content-Type": "application/json", "Authorization": f"Basic {TOKEN}"},
+        {"Content-Type": "application/json", "Authorization": "Bearer "},
+    ],
+)
+def test_requests_without_a_valid_token_get_401(client: Any, headers: dict[str, str]) -> None:
+    response = post(client, {"app": "shop", "environment": "production", "ref": "main"}, headers)
+    assert response.status_code == 401
+    assert response.json_body["error"] == "unauthorized"
+    assert client.http.get("/deploys", headers=headers).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "body,status,says",
+    [
+        ("{not json", 400, "not valid JSON"),
+        ("[1, 2]", 400, "JSON object"),
+        ("", 400, "JSON object"),
+        (b"\xff\xfe", 400, "not valid JSON"),
+        ({"environment": "production", "ref": "main"}, 422, "'app' is required"),
+        ({"app": "shop", "environment": "production"}, 422, "exactly one"),
+        (
+            {"app": "shop", "environment": "production", "ref": "main", "sha": "a" * 40},
+            422,
+            "exactly one",
+        ),
+        ({"app": "shop", "environment": "production", "sha": "abc"}, 422, "40"),
+        ({"app": "shop", "environment": "production", "sha": "A" * 40}, 422, "40"),
+        ({"app": 7, "environment": "production", "ref": "main"}, 422, "must be a string"),
+        (
+            {"app": "shop", "environment": "production", "ref": "main", "enviroment": "x"},
+            422,
+            "unknown field",
+        ),
+        ({"app": "shop", "environment": "production", "ref": "main;rm -rf /"}, 422, "not a valid"),
+        (
+            {"app": "shop", "environment": "production", "ref": "--upload-pack=x"},
+            422,
+            "not a valid",
+        ),
+        (
+            {"app": "shop", "environment": "production", "ref": "no-such-branch"},
+            404,
+            "does not exist",
+        ),
+        ({"app": "nope", "environment": "production", "ref": "main"}, 404, "unknown app"),
+        ({"app": "shop", "environment": "qa", "ref": "main"}, 404, "no environment"),
+        (
+            {"app": "shop", "environment": "production", "ref": "main", "reason": "x" * 501},
+            422,
+            "reason",
+        ),
+    ],
+)
+def test_bad_input_gets_a_clear_json_error_and_starts_nothing(
+    client: Any, body: Any, status: int, says: str
+) -> None:
+    response = post(client, body)
+    assert response.status_code == status, response.body
+    assert says in response.json_body["message"]
+    listing = client.http.get("/deploys", headers=auth()).json_body
+    assert listing["deploys"] == []
+
+
+def test_lists_deploys_newest_first_with_filters_and_a_cursor(
+    client: Any, fresh_stack: LocalStack
+) -> None:
+    v1 = fresh_stack.sources.v1
+    ids = []
+    for env in ("staging", "production", "staging"):
+        response = post(client, {"app": "shop", "environment": env, "sha": v1})
+        assert response.status_code == 202, response.body
+        ids.append(response.json_body["deploy_id"])
+        wait_for(client, ids[-1])
+
+    page1 = client.http.get("/deploys?limit=2", headers=auth()).json_body
+    assert [d["deploy_id"] for d in page1["deploys"]] == [ids[2], ids[1]]
+    page2 = client.http.get(
+        f"/deploys?limit=2&cursor={page1['next_cursor']}", headers=auth()
+    ).json_body
+    assert [d["deploy_id"] for d in page2["deploys"]] == [ids[0]]
+    assert page2["next_cursor"] is None
+
+    staging = client.http.get("/deploys?app=shop&environment=staging", headers=auth()).json_body
+    assert [d["deploy_id"] for d in staging["deploys"]] == [ids[2], ids[0]]
+    ok = client.http.get(
+        "/deploys?status=succeeded&environment=production", headers=auth()
+    ).json_body
+    assert [d["deploy_id"] for d in ok["deploys"]] == [ids[1]]
+
+    for query, status in [
+        ("limit=0", 422),
+        ("limit=x", 400),
+        ("status=bogus", 422),
+        ("cursor=%%%", 422),
+        ("cursor=eyJhIjogMX0", 422),
+        ("colour=red", 400),
+        ("app=nope", 404),
+    ]:
+        response = client.http.get(f"/deploys?{query}", headers=auth())
+        assert response.status_code == status, (query, response.body)
+        assert response.json_body["message"]
+
+
+def test_unknown_deploy_ids_are_404(client: Any) -> None:
+    for deploy_id in ("d-20260101t000000-00000000", "nope", "..%2F"):
+        response = client.http.get(f"/deploys/{deploy_id}", headers=auth())
+        assert response.status_code == 404
+        assert response.json_body["error"] == "not_found"

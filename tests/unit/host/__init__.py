@@ -1,0 +1,1 @@
+"""Tests of the host side: the SSM document, the deploy script and the sample app."""

@@ -1,0 +1,1 @@
+"""Unit tests of chalicelib.webhooks: signatures, transport checks and per-provider parsing."""
