@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalice import Chalice, Request  # type: ignore[attr-defined]
+from chalice import Chalice  # type: ignore[attr-defined]
+from chalice.app import Request
 
 from chalicelib import bootstrap
 from chalicelib.domain.model import Requester
