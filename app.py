@@ -73,7 +73,7 @@ def create_deploy() -> Any:
 @translate_errors
 def list_deploys() -> Any:
     _requester()
-    query = _request().query_params or {}
+    query: dict[str, str] = _request().query_params or {}
     unknown = sorted(set(query) - {"app", "environment", "status", "limit", "cursor"})
     if unknown:
         raise HttpError(400, "bad_request", f"unknown query parameter {unknown[0]!r}")
