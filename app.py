@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from chalice import Chalice  # type: ignore[attr-defined]
@@ -73,7 +74,7 @@ def create_deploy() -> Any:
 @translate_errors
 def list_deploys() -> Any:
     _requester()
-    query: dict[str, str] = _request().query_params or {}
+    query: Mapping[str, str] = _request().query_params or {}
     unknown = sorted(set(query) - {"app", "environment", "status", "limit", "cursor"})
     if unknown:
         raise HttpError(400, "bad_request", f"unknown query parameter {unknown[0]!r}")
