@@ -56,7 +56,7 @@ def create_deploy() -> Any:
     )
     if ("sha" in body) == ("ref" in body):
         raise HttpError(422, "invalid", "give exactly one of 'sha' or 'ref'")
-    deploy = bootstrap.container().deploys.request(
+    deploy, created = bootstrap.container().deploys.request(
         app=body["app"],
         environment=body["environment"],
         sha=body.get("sha"),
@@ -65,8 +65,11 @@ def create_deploy() -> Any:
         requester=requester,
     )
     location = f"/deploys/{deploy.deploy_id}"
+    # 200: the same SHA is already deploying or queued there, and that deploy is the answer
     return json_response(
-        202, {**deploy_summary(deploy), "links": {"self": location}}, {"Location": location}
+        202 if created else 200,
+        {**deploy_summary(deploy), "existing": not created, "links": {"self": location}},
+        {"Location": location},
     )
 
 

@@ -74,6 +74,7 @@ class Container:
             host_results=self.host_results,
             commands=HostCommands(self.client("ssm"), self.settings.ssm_document),
             metrics=DeployMetricsPublisher(mirror),
+            lifecycle=self.deploys,
         )
 
 

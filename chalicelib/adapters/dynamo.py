@@ -11,9 +11,11 @@ import binascii
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from pynamodb.attributes import (
+    BooleanAttribute,
     MapAttribute,
     NumberAttribute,
     UnicodeAttribute,
@@ -26,7 +28,8 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
-from ..domain.errors import EnvironmentLockedError, NotFoundError, ValidationError
+from ..domain.environment import EnvironmentState
+from ..domain.errors import ConflictError, NotFoundError, ValidationError
 from ..domain.model import (
     Deploy,
     DeployStatus,
@@ -34,6 +37,7 @@ from ..domain.model import (
     HostResult,
     HostStatus,
     Phase,
+    env_key,
 )
 
 LIST_PARTITION = "deploys"
@@ -90,6 +94,10 @@ class DeployModel(Model):
     phases = MapAttribute[str, Any](default=dict)
     error = MapAttribute[str, Any](null=True)
     trigger = MapAttribute[str, Any](default=dict)
+    force = BooleanAttribute(default=False)
+    rollback_of = UnicodeAttribute(null=True)
+    superseded_by = UnicodeAttribute(null=True)
+    cancel_requested_by = UnicodeAttribute(null=True)
     version = VersionAttribute()
 
     by_environment = ByEnvironmentIndex()
@@ -124,11 +132,42 @@ class EnvironmentModel(Model):
 
     env_key = UnicodeAttribute(hash_key=True)
     lock_deploy_id = UnicodeAttribute(null=True)
+    lock_sha = UnicodeAttribute(null=True)
     lock_expires_at = NumberAttribute(null=True)
-    locked_at = UnicodeAttribute(null=True)
+    queued_deploy_id = UnicodeAttribute(null=True)
+    queued_sha = UnicodeAttribute(null=True)
     current_sha = UnicodeAttribute(null=True)
     current_deploy_id = UnicodeAttribute(null=True)
+    frozen_reason = UnicodeAttribute(null=True)
+    frozen_by = UnicodeAttribute(null=True)
+    frozen_at = UnicodeAttribute(null=True)
     updated_at = UnicodeAttribute(null=True)
+    version = VersionAttribute()
+
+
+_ENV_FIELDS = (
+    "lock_deploy_id",
+    "lock_sha",
+    "lock_expires_at",
+    "queued_deploy_id",
+    "queued_sha",
+    "current_sha",
+    "current_deploy_id",
+    "frozen_reason",
+    "frozen_by",
+    "frozen_at",
+)
+
+
+class StaleStateError(ConflictError):
+    """A conditional write lost a race; re-read and decide again."""
+
+    code = "busy"
+
+
+def _is_condition_failure(exc: Exception) -> bool:
+    code = getattr(exc, "cause_response_code", None)
+    return code in ("ConditionalCheckFailedException", "TransactionCanceledException")
 
 
 MODELS: tuple[type[Model], ...] = (DeployModel, HostResultModel, EnvironmentModel)
@@ -171,6 +210,10 @@ def _to_domain(item: DeployModel) -> Deploy:
         phases=_plain(item.phases),
         error=_plain(item.error) if item.error is not None else None,
         trigger=_plain(item.trigger),
+        force=bool(item.force),
+        rollback_of=item.rollback_of,
+        superseded_by=item.superseded_by,
+        cancel_requested_by=item.cancel_requested_by,
         version=item.version,
     )
 
@@ -217,6 +260,10 @@ def _to_item(deploy: Deploy) -> DeployModel:
         phases=deploy.phases,
         error=deploy.error,
         trigger=deploy.trigger,
+        force=deploy.force,
+        rollback_of=deploy.rollback_of,
+        superseded_by=deploy.superseded_by,
+        cancel_requested_by=deploy.cancel_requested_by,
     )
     if deploy.version is not None:
         item.version = deploy.version
@@ -236,78 +283,57 @@ class DeployRepository:
         except DoesNotExist:
             raise NotFoundError(f"no deploy {deploy_id!r}") from None
 
-    def create_locked(self, deploy: Deploy, lease_seconds: int) -> Deploy:
-        """Write a new deploy and take its environment's lease in one transaction.
-
-        The lease condition checks expiry itself (DynamoDB TTL only garbage-collects), so a
-        crashed rollout's lock frees itself once its lease runs out.
-        """
-        now = self._clock()
-        item = _to_item(deploy)
-        env = EnvironmentModel(deploy.env_key)
+    def environment(self, app: str, environment: str) -> EnvironmentState:
+        """A consistent snapshot of the environment's lock, queue, live release and freeze."""
         try:
+            item = EnvironmentModel.get(env_key(app, environment), consistent_read=True)
+        except DoesNotExist:
+            return EnvironmentState(app, environment)
+        return EnvironmentState(
+            app=app,
+            environment=environment,
+            **{name: getattr(item, name) for name in _ENV_FIELDS},
+            version=item.version,
+        )
+
+    def write_environment(
+        self, seen: EnvironmentState, new: EnvironmentState, *, new_deploy: Deploy | None = None
+    ) -> None:
+        """Write ``new`` if the item is still at ``seen``'s version (and create ``new_deploy``
+        in the same transaction); ``StaleStateError`` if anyone changed it meanwhile."""
+        actions: list[Action] = []
+        for name in _ENV_FIELDS:
+            before, after = getattr(seen, name), getattr(new, name)
+            if before != after:
+                attr = getattr(EnvironmentModel, name)
+                actions.append(attr.remove() if after is None else attr.set(after))
+        actions.append(EnvironmentModel.updated_at.set(datetime.now(UTC).isoformat()))
+        item = EnvironmentModel(env_key(seen.app, seen.environment))
+        if seen.version is not None:
+            item.version = seen.version  # type: ignore[assignment]
+        try:
+            if new_deploy is None:
+                item.update(actions=actions)
+                return
             region = getattr(DeployModel.Meta, "region", None)
             with TransactWrite(connection=Connection(region=region)) as tx:
-                tx.save(item, condition=DeployModel.deploy_id.does_not_exist())
-                tx.update(
-                    env,
-                    actions=[
-                        EnvironmentModel.lock_deploy_id.set(deploy.deploy_id),
-                        EnvironmentModel.lock_expires_at.set(int(now) + lease_seconds),
-                        EnvironmentModel.locked_at.set(deploy.created_at),
-                    ],
-                    condition=(
-                        EnvironmentModel.lock_deploy_id.does_not_exist()
-                        | (EnvironmentModel.lock_expires_at < int(now))
-                    ),
-                )
-        except TransactWriteError as exc:
-            holder = self.lock_holder(deploy.app, deploy.environment)
-            raise EnvironmentLockedError(
-                f"{deploy.app}/{deploy.environment} is busy with deploy {holder}", holder
-            ) from exc
-        return self.get(deploy.deploy_id)
-
-    def lock_holder(self, app: str, environment: str) -> str | None:
-        try:
-            env = EnvironmentModel.get(f"{app}#{environment}", consistent_read=True)
-        except DoesNotExist:
-            return None
-        if env.lock_deploy_id and (env.lock_expires_at or 0) >= self._clock():
-            return env.lock_deploy_id
-        return None
-
-    def current_release(self, app: str, environment: str) -> str | None:
-        try:
-            return EnvironmentModel.get(f"{app}#{environment}", consistent_read=True).current_sha
-        except DoesNotExist:
-            return None
-
-    def release_lock(
-        self, deploy: Deploy, now_iso: str, *, new_current_sha: str | None = None
-    ) -> bool:
-        """Free the environment if this deploy holds it; record the new live release."""
-        actions: list[Action] = [
-            EnvironmentModel.lock_deploy_id.remove(),
-            EnvironmentModel.lock_expires_at.remove(),
-            EnvironmentModel.locked_at.remove(),
-            EnvironmentModel.updated_at.set(now_iso),
-        ]
-        if new_current_sha:
-            actions += [
-                EnvironmentModel.current_sha.set(new_current_sha),
-                EnvironmentModel.current_deploy_id.set(deploy.deploy_id),
-            ]
-        try:
-            EnvironmentModel(deploy.env_key).update(
-                actions=actions,
-                condition=EnvironmentModel.lock_deploy_id == deploy.deploy_id,
-            )
-        except UpdateError as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
-                return False
+                tx.save(_to_item(new_deploy), condition=DeployModel.deploy_id.does_not_exist())
+                tx.update(item, actions=actions)
+        except (UpdateError, TransactWriteError) as exc:
+            if _is_condition_failure(exc):
+                raise StaleStateError(f"{seen.app}/{seen.environment} changed; retry") from exc
             raise
-        return True
+
+    def locked_environments(self) -> list[EnvironmentState]:
+        """Every environment someone holds or waits for (a scan: one item per app+env)."""
+        found = []
+        condition = EnvironmentModel.lock_deploy_id.exists() | (
+            EnvironmentModel.queued_deploy_id.exists()
+        )
+        for item in EnvironmentModel.scan(condition, consistent_read=True):
+            app, _, environment = item.env_key.partition("#")
+            found.append(self.environment(app, environment))
+        return found
 
     def mutate(self, deploy_id: str, change: Callable[[Deploy], None]) -> Deploy:
         """Read-modify-write with optimistic locking, retried on a version conflict."""
@@ -318,12 +344,12 @@ class DeployRepository:
             try:
                 item.save()
             except PutError as exc:
-                if exc.cause_response_code == "ConditionalCheckFailedException":
+                if _is_condition_failure(exc):
                     continue
                 raise
             deploy.version = item.version
             return deploy
-        raise EnvironmentLockedError(f"deploy {deploy_id} is being changed concurrently")
+        raise StaleStateError(f"deploy {deploy_id} is being changed concurrently")
 
     def list(
         self,

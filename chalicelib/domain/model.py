@@ -157,6 +157,10 @@ class Deploy:
     phases: dict[str, dict[str, object]] = field(default_factory=dict)
     error: dict[str, object] | None = None
     trigger: dict[str, object] = field(default_factory=dict)
+    force: bool = False
+    rollback_of: str | None = None
+    superseded_by: str | None = None
+    cancel_requested_by: str | None = None
     version: int | None = None
 
     @property

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import random
 import secrets
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from ..config import AppConfig, EnvironmentConfig, PipelineConfig
+from ..domain.environment import AdmissionKind, admit, release, with_lock
 from ..domain.errors import ConflictError, PlanningError, RoadieError, ValidationError
+from ..domain.lifecycle import check_transition
 from ..domain.model import (
     Deploy,
     DeployStatus,
     HostResult,
-    Phase,
     Requester,
     is_sha,
 )
@@ -62,8 +65,23 @@ def plan_summary(plan: RolloutPlan) -> dict[str, Any]:
     }
 
 
+class LeaseLostError(RoadieError):
+    """This rollout no longer holds its environment's lock (its lease ran out)."""
+
+    code = "lease_lost"
+
+
+ADMISSION_ATTEMPTS = 25
+
+
 @dataclass
 class DeployService:
+    """Admission (run now, queue, or answer with the same SHA's deploy), launch and release.
+
+    Exactly one deploy holds an environment's lock at a time; at most one waits in its queue
+    (a newer request supersedes it); ending a deploy hands the lock to the queued one.
+    """
+
     pipeline: PipelineConfig
     deploys: DeployStore
     host_results: HostResultStore
@@ -84,56 +102,191 @@ class DeployService:
         ref: str | None = None,
         reason: str = "",
         trigger: dict[str, Any] | None = None,
-    ) -> Deploy:
-        """Record a deploy, take the environment's lock and start its rollout."""
+        force: bool = False,
+        rollback_of: str | None = None,
+    ) -> tuple[Deploy, bool]:
+        """Record a deploy and start or queue it. Returns (deploy, created): ``created`` is
+        False when the same SHA is already deploying or queued there (that deploy is returned).
+        """
         app_config, env_config = self.pipeline.environment(app, environment)
         if len(reason) > MAX_REASON:
             raise ValidationError(f"reason is longer than {MAX_REASON} characters")
         sha = self._resolve(app_config, sha, ref)
-        plan = self._plan(env_config)
-        now = self.clock()
-        deploy_id = new_deploy_id(now)
-        previous = self.deploys.current_release(app, environment)
-        deploy = Deploy(
-            deploy_id=deploy_id,
-            app=app,
-            environment=environment,
-            sha=sha,
-            ref=ref or "",
-            reason=reason,
-            requested_by=requester.name,
-            requested_via=requester.via,
-            created_at=iso(now),
-            updated_at=iso(now),
-            status=DeployStatus.RUNNING,
-            phase=Phase.PENDING,
-            previous_sha=previous,
-            step_count=len(plan.steps),
-            host_count=len(plan.hosts),
-            batch_size=plan.batch_size,
-            migration_host=plan.migration_host.instance_id if plan.migration_host else None,
-            plan=plan_summary(plan),
-            trigger=trigger or {},
-        )
-        self.deploys.create_locked(deploy, self.lease_seconds)
+        self._plan(env_config)  # fail fast (409) when the fleet cannot be planned
+        for attempt in range(ADMISSION_ATTEMPTS):
+            now = self.clock()
+            seen = self.deploys.environment(app, environment)
+            decision = admit(seen, sha, now.timestamp(), force=force)
+            if decision.kind is AdmissionKind.EXISTING:
+                assert decision.existing_deploy_id is not None
+                return self.deploys.get(decision.existing_deploy_id), False
+            deploy_id = new_deploy_id(now)
+            run = decision.kind is AdmissionKind.RUN
+            deploy = Deploy(
+                deploy_id=deploy_id,
+                app=app,
+                environment=environment,
+                sha=sha,
+                ref=ref or "",
+                reason=reason,
+                requested_by=requester.name,
+                requested_via=requester.via,
+                created_at=iso(now),
+                updated_at=iso(now),
+                status=DeployStatus.RUNNING if run else DeployStatus.QUEUED,
+                trigger=trigger or {},
+                force=force,
+                rollback_of=rollback_of,
+            )
+            if run:
+                new_state = with_lock(
+                    replace(seen, queued_deploy_id=None, queued_sha=None),
+                    deploy_id,
+                    sha,
+                    int(now.timestamp()) + self.lease_seconds,
+                )
+            else:
+                new_state = replace(seen, queued_deploy_id=deploy_id, queued_sha=sha)
+            try:
+                self.deploys.write_environment(seen, new_state, new_deploy=deploy)
+            except ConflictError:
+                time.sleep(random.uniform(0.005, 0.02 * (attempt + 1)))
+                continue
+            if decision.superseded_deploy_id:
+                self._supersede(decision.superseded_deploy_id, deploy_id)
+            if decision.expired_holder:
+                self._expire(decision.expired_holder)
+            if run:
+                return self.launch(deploy_id), True
+            return deploy, True
+        raise ConflictError(f"{app}/{environment} is too busy right now; retry")
+
+    def launch(self, deploy_id: str) -> Deploy:
+        """Plan against the fleet as it is now and start the rollout of a lock-holding deploy."""
+        deploy = self.deploys.get(deploy_id)
+        app_config, env_config = self.pipeline.environment(deploy.app, deploy.environment)
+        try:
+            plan = self._plan(env_config)
+        except ConflictError as exc:
+            return self._fail_to_start(deploy_id, exc)
+        previous = self.deploys.environment(deploy.app, deploy.environment).current_sha
         execution_input = {
             "deploy_id": deploy_id,
             "cursor": 0,
             "poll_seconds": self.poll_seconds,
             "plan": plan.to_dict(),
-            "parameters": document_parameters(app_config, sha, previous),
+            "parameters": document_parameters(app_config, deploy.sha, previous),
         }
+        now = iso(self.clock())
+
+        def planned(d: Deploy) -> None:
+            if d.status is DeployStatus.QUEUED:
+                check_transition(d.status, DeployStatus.RUNNING)
+                d.status = DeployStatus.RUNNING
+            d.previous_sha = previous
+            d.step_count = len(plan.steps)
+            d.host_count = len(plan.hosts)
+            d.batch_size = plan.batch_size
+            d.migration_host = plan.migration_host.instance_id if plan.migration_host else None
+            d.plan = plan_summary(plan)
+            d.started_at = now
+            d.updated_at = now
+
+        self.deploys.mutate(deploy_id, planned)
         try:
             arn = self.executions.start(deploy_id, execution_input)
         except RoadieError as exc:
-            self._fail_to_start(deploy_id, exc)
-            raise
+            return self._fail_to_start(deploy_id, exc)
 
         def started(d: Deploy) -> None:
             d.execution_arn = arn
-            d.started_at = iso(self.clock())
 
         return self.deploys.mutate(deploy_id, started)
+
+    def _fail_to_start(self, deploy_id: str, exc: Exception) -> Deploy:
+        now = iso(self.clock())
+
+        def errored(d: Deploy) -> None:
+            d.status = DeployStatus.ERRORED
+            d.finished_at = now
+            d.updated_at = now
+            d.error = {"phase": "starting", "message": f"could not start the rollout: {exc}"}
+
+        deploy = self.deploys.mutate(deploy_id, errored)
+        self.end(deploy)
+        return self.deploys.get(deploy_id)
+
+    def end(self, deploy: Deploy, *, live_sha: str | None = None) -> None:
+        """Release the environment after ``deploy`` finished; start the queued deploy, if any.
+
+        ``live_sha`` is the release every host now runs, when the deploy changed it.
+        """
+        for attempt in range(ADMISSION_ATTEMPTS):
+            seen = self.deploys.environment(deploy.app, deploy.environment)
+            decision = release(seen, deploy.deploy_id)
+            if not decision.held:
+                return
+            new = replace(seen, lock_deploy_id=None, lock_sha=None, lock_expires_at=None)
+            if live_sha:
+                new = replace(new, current_sha=live_sha, current_deploy_id=deploy.deploy_id)
+            promoted = decision.promoted_deploy_id
+            if promoted:
+                expires = int(self.clock().timestamp()) + self.lease_seconds
+                new = with_lock(new, promoted, seen.queued_sha or "", expires)
+                new = replace(new, queued_deploy_id=None, queued_sha=None)
+            try:
+                self.deploys.write_environment(seen, new)
+            except ConflictError:
+                time.sleep(random.uniform(0.005, 0.02 * (attempt + 1)))
+                continue
+            if promoted:
+                self.launch(promoted)
+            return
+        raise ConflictError(f"could not release {deploy.app}/{deploy.environment}; retry")
+
+    def renew(self, deploy: Deploy) -> None:
+        """Extend the lease of a running rollout; ``LeaseLostError`` if it is no longer held."""
+        for attempt in range(ADMISSION_ATTEMPTS):
+            seen = self.deploys.environment(deploy.app, deploy.environment)
+            if seen.lock_deploy_id != deploy.deploy_id:
+                raise LeaseLostError(f"deploy {deploy.deploy_id} lost its environment lock")
+            expires = int(self.clock().timestamp()) + self.lease_seconds
+            try:
+                self.deploys.write_environment(seen, replace(seen, lock_expires_at=expires))
+            except ConflictError:
+                time.sleep(random.uniform(0.005, 0.02 * (attempt + 1)))
+                continue
+            return
+
+    def _supersede(self, deploy_id: str, by: str) -> None:
+        now = iso(self.clock())
+
+        def superseded(d: Deploy) -> None:
+            if d.status is DeployStatus.QUEUED:
+                d.status = DeployStatus.SUPERSEDED
+                d.superseded_by = by
+                d.finished_at = now
+                d.updated_at = now
+
+        self.deploys.mutate(deploy_id, superseded)
+
+    def _expire(self, deploy_id: str) -> None:
+        """A deploy whose lease ran out without renewal: stop what is left of it."""
+        deploy = self.deploys.get(deploy_id)
+        if deploy.status not in (DeployStatus.RUNNING, DeployStatus.QUEUED):
+            return
+        if deploy.execution_arn and self.executions.status(deploy.execution_arn) == "RUNNING":
+            self.executions.stop(deploy.execution_arn, "lease expired")
+        now = iso(self.clock())
+
+        def expired(d: Deploy) -> None:
+            if d.status in (DeployStatus.RUNNING, DeployStatus.QUEUED):
+                d.status = DeployStatus.ERRORED
+                d.finished_at = now
+                d.updated_at = now
+                d.error = {"phase": d.phase.value, "message": "its lease expired (no progress)"}
+
+        self.deploys.mutate(deploy_id, expired)
 
     def _resolve(self, app: AppConfig, sha: str | None, ref: str | None) -> str:
         if sha:
@@ -152,17 +305,6 @@ class DeployService:
             return plan_rollout(hosts, env.policy)
         except PlanningError as exc:
             raise ConflictError(f"cannot plan a rollout: {exc}") from exc
-
-    def _fail_to_start(self, deploy_id: str, exc: Exception) -> None:
-        now = iso(self.clock())
-
-        def errored(d: Deploy) -> None:
-            d.status = DeployStatus.ERRORED
-            d.finished_at = now
-            d.error = {"phase": "starting", "message": f"could not start the rollout: {exc}"}
-
-        deploy = self.deploys.mutate(deploy_id, errored)
-        self.deploys.release_lock(deploy, now)
 
     def get(self, deploy_id: str) -> tuple[Deploy, list[HostResult]]:
         deploy = self.deploys.get(deploy_id)

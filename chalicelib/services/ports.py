@@ -5,17 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
+from ..domain.environment import EnvironmentState
 from ..domain.model import Deploy, Host, HostResult
 
 
 class DeployStore(Protocol):
     def get(self, deploy_id: str) -> Deploy: ...
-    def create_locked(self, deploy: Deploy, lease_seconds: int) -> Deploy: ...
     def mutate(self, deploy_id: str, change: Callable[[Deploy], None]) -> Deploy: ...
-    def current_release(self, app: str, environment: str) -> str | None: ...
-    def release_lock(
-        self, deploy: Deploy, now_iso: str, *, new_current_sha: str | None = None
-    ) -> bool: ...
+    def environment(self, app: str, environment: str) -> EnvironmentState: ...
+    def write_environment(
+        self, seen: EnvironmentState, new: EnvironmentState, *, new_deploy: Deploy | None = None
+    ) -> None:
+        """Conditional on ``seen`` being current; a ``ConflictError`` if it is not."""
+
+    def locked_environments(self) -> list[EnvironmentState]: ...
     def list(
         self,
         *,

@@ -14,6 +14,7 @@ from typing import Any
 from ..domain.lifecycle import check_transition, is_active
 from ..domain.model import Deploy, DeployStatus, HostCommand, HostResult, HostStatus, Phase
 from .clock import iso, parse_iso, utcnow
+from .deploys import DeployService
 from .ports import DeployMetrics, DeployStore, HostCommandRunner, HostResultStore
 
 # How long SSM may take to deliver a command, on top of the phase's execution timeout.
@@ -39,6 +40,7 @@ class RolloutService:
     host_results: HostResultStore
     commands: HostCommandRunner
     metrics: DeployMetrics
+    lifecycle: DeployService
     clock: Callable[[], datetime] = utcnow
 
     def dispatch(self, event: dict[str, Any]) -> dict[str, Any]:
@@ -47,6 +49,7 @@ class RolloutService:
         step = event["plan"]["steps"][cursor]
         command = HostCommand(step["command"])
         timeout = int(step["timeout"])
+        self.lifecycle.renew(self.deploys.get(deploy_id))
         now = self.clock()
         parameters = {
             **event["parameters"],
@@ -100,6 +103,7 @@ class RolloutService:
         cursor = int(wave["cursor"])
         steps = event["plan"]["steps"]
         step = steps[cursor]
+        self.lifecycle.renew(self.deploys.get(deploy_id))
         now = self.clock()
         overdue = now > parse_iso(wave["deadline"])
         finished = all(self.commands.is_finished(cid) for cid in wave["command_ids"])
@@ -211,10 +215,10 @@ class RolloutService:
 
         deploy = self.deploys.mutate(deploy_id, close)
         if changed:
-            succeeded = deploy.status is DeployStatus.SUCCEEDED
-            self.deploys.release_lock(
-                deploy, iso(now), new_current_sha=deploy.sha if succeeded else None
+            all_switched = deploy.status is DeployStatus.SUCCEEDED or (
+                deploy.phase is Phase.POST_MIGRATING
             )
+            self.lifecycle.end(deploy, live_sha=deploy.sha if all_switched else None)
             started = deploy.started_at or deploy.created_at
             duration = (now - parse_iso(started)).total_seconds()
             self.metrics.deploy_finished(deploy, duration)

@@ -127,19 +127,51 @@ def test_a_host_failing_its_switch_stops_the_rollout_and_records_the_evidence(
     assert wait_for(client, again.json_body["deploy_id"])["status"] == "succeeded"
 
 
-def test_a_second_deploy_while_one_runs_gets_409_with_the_running_one(
+def test_a_deploy_while_one_runs_is_queued_and_starts_when_the_first_ends(
+    client: Any, fresh_stack: LocalStack
+) -> None:
+    repo = fresh_stack.sources
+    first = post(client, {"app": "shop", "environment": "production", "sha": repo.v1})
+    second = post(client, {"app": "shop", "environment": "production", "sha": repo.v2})
+    assert first.status_code == 202 and second.status_code == 202
+    assert second.json_body["status"] == "queued"
+    other_env = post(client, {"app": "shop", "environment": "staging", "sha": repo.v1})
+    assert other_env.json_body["status"] == "running"  # locks are per app + environment
+
+    assert wait_for(client, first.json_body["deploy_id"])["status"] == "succeeded"
+    record = wait_for(client, second.json_body["deploy_id"])
+    assert record["status"] == "succeeded"
+    assert record["previous_sha"] == repo.v1  # planned when it started, not when it queued
+    assert {current_release(fresh_stack, h["instance_id"]) for h in hosts(fresh_stack)} == {repo.v2}
+    wait_for(client, other_env.json_body["deploy_id"])
+
+
+def test_a_newer_request_supersedes_the_queued_one(client: Any, fresh_stack: LocalStack) -> None:
+    repo = fresh_stack.sources
+    running = post(client, {"app": "shop", "environment": "production", "sha": repo.v1})
+    older = post(client, {"app": "shop", "environment": "production", "sha": repo.staging})
+    newer = post(client, {"app": "shop", "environment": "production", "sha": repo.v2})
+    assert older.json_body["status"] == newer.json_body["status"] == "queued"
+
+    wait_for(client, running.json_body["deploy_id"])
+    assert wait_for(client, newer.json_body["deploy_id"])["status"] == "succeeded"
+    superseded = wait_for(client, older.json_body["deploy_id"])
+    assert superseded["status"] == "superseded"
+    assert superseded["hosts"] == [] or all(not h["steps"] for h in superseded["hosts"])
+
+
+def test_the_same_sha_while_it_deploys_returns_that_deploy(
     client: Any, fresh_stack: LocalStack
 ) -> None:
     v1 = fresh_stack.sources.v1
     first = post(client, {"app": "shop", "environment": "production", "sha": v1})
-    second = post(client, {"app": "shop", "environment": "production", "sha": v1})
-    assert second.status_code == 409
-    assert second.json_body["error"] == "environment_locked"
-    assert second.json_body["deploy_id"] == first.json_body["deploy_id"]
-    other_env = post(client, {"app": "shop", "environment": "staging", "sha": v1})
-    assert other_env.status_code == 202  # locks are per app + environment
+    again = post(client, {"app": "shop", "environment": "production", "ref": "v1.0.0"})
+    assert again.status_code == 200
+    assert again.json_body["existing"] is True
+    assert again.json_body["deploy_id"] == first.json_body["deploy_id"]
     wait_for(client, first.json_body["deploy_id"])
-    wait_for(client, other_env.json_body["deploy_id"])
+    listing = client.http.get("/deploys", headers=auth()).json_body
+    assert len(listing["deploys"]) == 1
 
 
 @pytest.mark.parametrize(

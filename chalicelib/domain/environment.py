@@ -1,0 +1,105 @@
+"""An environment's shared state and the pure decisions made on it.
+
+One item per app+environment holds the lease-based lock (who is deploying, until when), the
+one queued deploy (newest wins; older queued ones are superseded), the live release and the
+freeze. Every change is computed here from a snapshot and written back only if the snapshot is
+still current (optimistic concurrency on the item's version), so two concurrent requests can
+never both think they hold the lock or both believe they are the queued one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+
+@dataclass(frozen=True)
+class EnvironmentState:
+    app: str
+    environment: str
+    lock_deploy_id: str | None = None
+    lock_sha: str | None = None
+    lock_expires_at: int | None = None
+    queued_deploy_id: str | None = None
+    queued_sha: str | None = None
+    current_sha: str | None = None
+    current_deploy_id: str | None = None
+    frozen_reason: str | None = None
+    frozen_by: str | None = None
+    frozen_at: str | None = None
+    version: int | None = None
+
+    def holder(self, now: float) -> str | None:
+        """The deploy holding a live lease, if any (an expired lease holds nothing)."""
+        if self.lock_deploy_id and (self.lock_expires_at or 0) >= now:
+            return self.lock_deploy_id
+        return None
+
+    @property
+    def frozen(self) -> bool:
+        return self.frozen_reason is not None
+
+
+class AdmissionKind(StrEnum):
+    EXISTING = "existing"  # the same SHA is already deploying or queued: answer with that deploy
+    RUN = "run"  # take the lock and start now
+    QUEUE = "queue"  # wait behind the running deploy (or the freeze)
+
+
+@dataclass(frozen=True)
+class Admission:
+    kind: AdmissionKind
+    existing_deploy_id: str | None = None
+    superseded_deploy_id: str | None = None  # the queued deploy this one replaces
+    expired_holder: str | None = None  # a crashed deploy whose lease ran out
+
+
+def admit(state: EnvironmentState, sha: str, now: float, *, force: bool = False) -> Admission:
+    """Decide what a new deploy of ``sha`` does in this environment right now."""
+    holder = state.holder(now)
+    if holder and state.lock_sha == sha:
+        return Admission(AdmissionKind.EXISTING, existing_deploy_id=holder)
+    if state.queued_deploy_id and state.queued_sha == sha:
+        return Admission(AdmissionKind.EXISTING, existing_deploy_id=state.queued_deploy_id)
+    expired = state.lock_deploy_id if state.lock_deploy_id and not holder else None
+    if holder is None and (force or not state.frozen):
+        return Admission(
+            AdmissionKind.RUN,
+            superseded_deploy_id=state.queued_deploy_id,
+            expired_holder=expired,
+        )
+    return Admission(
+        AdmissionKind.QUEUE,
+        superseded_deploy_id=state.queued_deploy_id,
+        expired_holder=expired,
+    )
+
+
+def with_lock(
+    state: EnvironmentState, deploy_id: str, sha: str, expires_at: int
+) -> EnvironmentState:
+    return replace(state, lock_deploy_id=deploy_id, lock_sha=sha, lock_expires_at=expires_at)
+
+
+@dataclass(frozen=True)
+class Release:
+    """What ending a deploy does to its environment."""
+
+    held: bool  # False: the lease was lost to someone else; change nothing
+    promoted_deploy_id: str | None = None
+
+
+def release(state: EnvironmentState, deploy_id: str) -> Release:
+    """End ``deploy_id``'s hold; the queued deploy (unless frozen) takes the lock next."""
+    if state.lock_deploy_id != deploy_id:
+        return Release(held=False)
+    if state.queued_deploy_id and not state.frozen:
+        return Release(held=True, promoted_deploy_id=state.queued_deploy_id)
+    return Release(held=True)
+
+
+def promotable(state: EnvironmentState, now: float) -> str | None:
+    """The queued deploy that may start now (lock free or expired, not frozen)."""
+    if state.queued_deploy_id and state.holder(now) is None and not state.frozen:
+        return state.queued_deploy_id
+    return None
