@@ -11,6 +11,7 @@ help:
 	@echo "make serve  - keep the embedded stack + HTTP API up on 127.0.0.1:\$${ROADIE_PORT:-8000}"
 	@echo "make test   - every test, lint and type check"
 	@echo "make bench  - benchmarks (print ratios; see bench/README.md)"
+	@echo "make package - CloudFormation template for AWS in out/ (chalice package + cfn-lint)"
 
 venv:
 	@./scripts/bootstrap.sh
@@ -30,6 +31,9 @@ typecheck: venv
 
 test: venv lint typecheck
 	$(VENV)/bin/pytest -n 2 --dist loadfile
+
+package: venv
+	./scripts/package.sh
 
 bench: venv
 	$(PY) -m bench

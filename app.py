@@ -106,6 +106,37 @@ def get_deploy(deploy_id: str) -> Any:
     return json_response(200, deploy_detail(deploy, results))
 
 
+def _webhook(provider: str) -> Any:
+    request = _request()
+    raw = request.raw_body or b""
+    answer = bootstrap.container().webhooks.receive(
+        provider, raw if isinstance(raw, bytes) else raw.encode(), dict(request.headers)
+    )
+    return json_response(answer.status, answer.body)
+
+
+@app.route(
+    "/webhooks/github",
+    methods=["POST"],
+    content_types=["application/json", "application/x-www-form-urlencoded"],
+)
+@translate_errors
+def github_webhook() -> Any:
+    return _webhook("github")
+
+
+@app.route("/webhooks/gitlab", methods=["POST"], content_types=["application/json"])
+@translate_errors
+def gitlab_webhook() -> Any:
+    return _webhook("gitlab")
+
+
+@app.route("/webhooks/bitbucket", methods=["POST"], content_types=["application/json"])
+@translate_errors
+def bitbucket_webhook() -> Any:
+    return _webhook("bitbucket")
+
+
 @app.lambda_function(name="rollout_dispatch")
 def rollout_dispatch(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return bootstrap.container().rollout.dispatch(event)

@@ -11,11 +11,13 @@ import boto3
 from .adapters import dynamo
 from .adapters.aws import Executions, Fleet, HostCommands
 from .adapters.git import GitRefs
+from .adapters.idempotency import Deliveries
 from .adapters.metrics import DeployMetricsPublisher
-from .adapters.secrets import ApiTokens
+from .adapters.secrets import ApiTokens, WebhookSecrets
 from .config import PipelineConfig, Settings, load_pipeline
 from .services.deploys import DeployService
 from .services.rollout import RolloutService
+from .services.webhooks import WebhookService
 
 
 class Container:
@@ -64,6 +66,24 @@ class Container:
             refs=GitRefs(),
             poll_seconds=self.settings.poll_seconds,
             lease_seconds=self.settings.lease_seconds,
+        )
+
+    @cached_property
+    def webhooks(self) -> WebhookService:
+        s = self.settings
+        return WebhookService(
+            pipeline=self.pipeline,
+            secrets=WebhookSecrets(
+                {
+                    "github": s.github_secret_param,
+                    "gitlab": s.gitlab_secret_param,
+                    "bitbucket": s.bitbucket_secret_param,
+                },
+                s.parameters_max_age,
+            ),
+            deliveries=Deliveries(s.idempotency_table, self.client("dynamodb")),
+            deploys=self.deploys,
+            allow_github_sha1=os.environ.get("ROADIE_GITHUB_ALLOW_SHA1") == "1",
         )
 
     @cached_property

@@ -21,6 +21,7 @@ from .domain.errors import (
 )
 from .domain.model import Deploy, HostResult
 from .services.clock import parse_iso
+from .webhooks import WebhookError
 
 JSON = "application/json"
 DEPLOY_ID_RE = re.compile(r"^d-[0-9]{8}t[0-9]{6}-[0-9a-f]{8}$")
@@ -66,6 +67,8 @@ def translate_errors(view: F) -> F:
         try:
             return view(*args, **kwargs)
         except HttpError as exc:
+            return error_response(exc.status, exc.code, str(exc))
+        except WebhookError as exc:
             return error_response(exc.status, exc.code, str(exc))
         except RoadieError as exc:
             for kind, status in _STATUS_FOR:

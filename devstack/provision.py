@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 
 import app as chalice_app
-from chalicelib.adapters import dynamo
+from chalicelib.adapters import dynamo, idempotency
 from chalicelib.adapters.secrets import token_hash
 from chalicelib.config import PipelineConfig
 from chalicelib.statemachine import FUNCTIONS, definition_json
@@ -77,6 +77,13 @@ def provision(
     for model in dynamo.MODELS:
         # moto creates tables ACTIVE at once; the stack always provisions into an empty account
         model.create_table(wait=False, billing_mode="PAY_PER_REQUEST")
+
+    session.client("dynamodb").create_table(
+        TableName=settings.idempotency_table,
+        KeySchema=[{"AttributeName": idempotency.KEY_ATTRIBUTE, "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": idempotency.KEY_ATTRIBUTE, "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
 
     ssm = session.client("ssm")
     ssm.create_document(

@@ -115,8 +115,6 @@ class LocalStack:
                 "POWERTOOLS_LOG_LEVEL": "WARNING",
             }
         )
-        if o.config:
-            os.environ["ROADIE_CONFIG"] = str(Path(o.config).resolve())
 
     def start(self) -> LocalStack:
         self._set_environment()
@@ -147,7 +145,11 @@ class LocalStack:
             timeout=10,
         ).raise_for_status()
 
-    def reset(self) -> None:
+    def reset(
+        self, *, config: str | None = None, host_counts: dict[str, int] | None = None
+    ) -> None:
+        """Wipe AWS state and hosts and provision again; ``config`` picks another pipeline
+        config (None: the stack's own), ``host_counts`` the hosts per environment name."""
         from aws_lambda_powertools.utilities import parameters
 
         from chalicelib import bootstrap
@@ -156,6 +158,11 @@ class LocalStack:
         from devstack.provision import provision
         from devstack.shop_repo import create_shop_repo
 
+        chosen = config if config is not None else self.options.config
+        if chosen:
+            os.environ["ROADIE_CONFIG"] = str(Path(chosen).resolve())
+        else:
+            os.environ.pop("ROADIE_CONFIG", None)
         requests.post(f"{self.endpoint}/moto-api/reset", timeout=30).raise_for_status()
         self._configure_moto()
         parameters.clear_caches()
@@ -177,7 +184,7 @@ class LocalStack:
                 "gitlab": [self.options.gitlab_token],
                 "bitbucket": [self.options.bitbucket_secret],
             },
-            host_counts=self.options.host_counts,
+            host_counts=self.options.host_counts if host_counts is None else host_counts,
             settings=settings,
         )
         os.environ["ROADIE_STATE_MACHINE_ARN"] = self.provisioned.state_machine_arn

@@ -35,7 +35,8 @@ class DeployMetricsPublisher:
         metrics.add_metadata("status", deploy.status.value)
         metrics.flush_metrics()
         if self._mirror is not None:
-            dims = [
+            dims = [  # the same dimensions Powertools gives the EMF metrics in AWS
+                {"Name": "service", "Value": "roadie"},
                 {"Name": "app", "Value": deploy.app},
                 {"Name": "environment", "Value": deploy.environment},
             ]

@@ -55,3 +55,26 @@ class ApiTokens:
             if hmac.compare_digest(digest, expected.lower()):
                 found = name
         return found
+
+
+class WebhookSecrets:
+    """Each provider's active secrets: a JSON list in a SecureString, so two can overlap while
+    one is rotated (``["new", "old"]``)."""
+
+    def __init__(self, parameter_names: dict[str, str], max_age: int) -> None:
+        self._names = parameter_names
+        self._max_age = max_age
+
+    def active(self, provider: str) -> list[str]:
+        name = self._names[provider]
+        try:
+            value = parameters.get_parameter(
+                name, decrypt=True, transform="json", max_age=self._max_age
+            )
+        except (GetParameterError, TransformParameterError) as exc:
+            raise SecretsError(f"webhook secret parameter {name} is unreadable") from exc
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise SecretsError(f"webhook secret parameter {name} must be a JSON list of strings")
+        return [v for v in value if v]

@@ -64,3 +64,11 @@ class RefResolver(Protocol):
 
 class DeployMetrics(Protocol):
     def deploy_finished(self, deploy: Deploy, duration_seconds: float | None) -> None: ...
+
+
+class SecretSource(Protocol):
+    def active(self, provider: str) -> list[str]: ...
+
+
+class DeliveryLog(Protocol):
+    def once(self, key: str, body_sha256: str, handler: Callable[[], dict[str, Any]]) -> Any: ...

@@ -6,6 +6,7 @@ hosts' sandbox directories are recreated (about a second).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,9 @@ from devstack.stack import LocalStack, StackOptions
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "test-token-0123456789"
+EVENTS = ROOT / "tests" / "events"
+CORPUS_SECRETS = json.loads((EVENTS / "secrets.json").read_text())
+CORPUS_CONFIG = str(Path(__file__).parent / "pipeline-corpus.toml")
 TERMINAL = {"succeeded", "failed", "errored", "timed_out", "cancelled", "rolled_back", "superseded"}
 
 
@@ -25,9 +29,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     state = tmp_path_factory.mktemp("roadie-state")
     options = StackOptions.from_env(
         api_token=TOKEN,
-        github_secret="test-github-secret",
-        gitlab_token="test-gitlab-token",
-        bitbucket_secret="test-bitbucket-secret",
+        github_secret=CORPUS_SECRETS["github_webhook_secret"],
+        gitlab_token=CORPUS_SECRETS["gitlab_secret_token"],
+        bitbucket_secret=CORPUS_SECRETS["bitbucket_webhook_secret"],
         state_dir=state,
         hosts_dir=state / "hosts",
         config="",
@@ -44,8 +48,22 @@ def fresh_stack(stack: LocalStack) -> LocalStack:
     return stack
 
 
+@pytest.fixture(scope="session")
+def api_url(stack: LocalStack) -> str:
+    """The Chalice app served over real HTTP on 127.0.0.1 (once per test process)."""
+    return stack.start_api(port=0)
+
+
 @pytest.fixture
-def client(fresh_stack: LocalStack) -> Iterator[Any]:
+def corpus_stack(stack: LocalStack) -> LocalStack:
+    """The stack routing the webhook corpus' repositories, one host per environment."""
+    stack.reset(config=CORPUS_CONFIG, host_counts={"production": 1, "staging": 1})
+    return stack
+
+
+@pytest.fixture
+def client(stack: LocalStack) -> Iterator[Any]:
+    """Chalice's test client (no HTTP); the test picks its state (fresh_stack, corpus_stack)."""
     from chalice.test import Client
 
     import app as chalice_app

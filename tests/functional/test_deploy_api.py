@@ -16,6 +16,11 @@ from devstack.stack import LocalStack
 from .conftest import TOKEN, auth, hosts, wait_for
 
 
+@pytest.fixture(autouse=True)
+def _fresh(fresh_stack: LocalStack) -> None:
+    """Every test here starts from a freshly provisioned stack with the bundled config."""
+
+
 def post(client: Any, body: Any, headers: dict[str, str] | None = None) -> Any:
     raw = body if isinstance(body, (str, bytes)) else json.dumps(body)
     return client.http.post("/deploys", headers=headers or auth(), body=raw)

@@ -1,0 +1,90 @@
+"""Exactly-once handling of webhook deliveries: Powertools idempotency on DynamoDB.
+
+A delivery's key is ``<provider>:<delivery id>``; its answer is stored and replayed for a
+redelivery. The body's SHA-256 is the validation key: the same delivery id with another body
+is refused rather than answered with the first body's result.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
+)
+
+from ..domain.errors import ConflictError
+
+# The table's key schema; the AWS template and the local stack both create it from these.
+KEY_ATTRIBUTE = "id"
+EXPIRY_ATTRIBUTE = "expiration"
+DEFAULT_EXPIRY_SECONDS = 7 * 24 * 3600  # a redelivery can be asked for days later
+
+
+class DeliveryInProgressError(ConflictError):
+    code = "delivery_in_progress"
+
+
+class DeliveryReusedError(ConflictError):
+    code = "delivery_reused"
+
+
+class Deliveries:
+    """Runs a delivery's handler once per key and replays its stored answer after that."""
+
+    def __init__(
+        self,
+        table_name: str,
+        client: Any,
+        *,
+        expires_after_seconds: int = DEFAULT_EXPIRY_SECONDS,
+        in_progress_wait_seconds: float = 5.0,
+    ) -> None:
+        self._store = DynamoDBPersistenceLayer(
+            table_name=table_name,
+            key_attr=KEY_ATTRIBUTE,
+            expiry_attr=EXPIRY_ATTRIBUTE,
+            boto3_client=client,
+        )
+        self._config = IdempotencyConfig(
+            event_key_jmespath="key",
+            payload_validation_jmespath="body_sha256",
+            raise_on_no_idempotency_key=True,
+            expires_after_seconds=expires_after_seconds,
+            use_local_cache=False,
+        )
+        self._wait = in_progress_wait_seconds
+
+    def once(self, key: str, body_sha256: str, handler: Callable[[], dict[str, Any]]) -> Any:
+        @idempotent_function(
+            data_keyword_argument="delivery",
+            persistence_store=self._store,
+            config=self._config,
+            key_prefix="roadie-delivery",
+        )
+        def handle(delivery: dict[str, str]) -> dict[str, Any]:
+            return handler()
+
+        deadline = time.monotonic() + self._wait
+        while True:
+            try:
+                return handle(delivery={"key": key, "body_sha256": body_sha256})
+            except IdempotencyValidationError as exc:
+                raise DeliveryReusedError(
+                    "this delivery id was already used with a different body"
+                ) from exc
+            except IdempotencyAlreadyInProgressError as exc:
+                # a concurrent copy of this delivery is being handled: wait for its answer
+                if time.monotonic() > deadline:
+                    raise DeliveryInProgressError(
+                        "this delivery is being handled; retry shortly"
+                    ) from exc
+                time.sleep(0.05)

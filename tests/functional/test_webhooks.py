@@ -1,0 +1,461 @@
+"""Webhooks end to end: authentic deliveries deploy or are ignored with a reason; hostile
+requests get the documented status, touch no table and start nothing; repeats are answered
+from the first time."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import uuid
+from typing import Any
+
+import pytest
+import requests
+
+from devstack.stack import LocalStack
+
+from .conftest import CORPUS_SECRETS, EVENTS, auth, wait_for
+
+ZERO = "0" * 40
+
+
+def case(case_id: str) -> tuple[bytes, dict[str, str]]:
+    body = (EVENTS / f"{case_id}.json").read_bytes()
+    meta = json.loads((EVENTS / f"{case_id}.meta.json").read_text())
+    return body, dict(meta["headers"])
+
+
+def all_cases() -> list[str]:
+    return [
+        entry["case_id"]
+        for provider in ("github", "gitlab", "bitbucket")
+        for entry in json.loads((EVENTS / provider / "index.json").read_text())
+    ]
+
+
+# What each corpus delivery must do under tests/functional/pipeline-corpus.toml:
+# ("deploy", "<app>/<env>") or ("ignored", "<words the reason contains>").
+EXPECTED: dict[str, tuple[str, str]] = {
+    "github/push/1": ("deploy", "hello-world/production"),
+    "github/push/2": ("deploy", "woodpecker/production"),
+    "github/push/3": ("deploy", "oxiduct/production"),  # force push deploys like any push
+    "github/push/4": ("ignored", "branch deleted"),
+    "github/push/5": ("ignored", "deploys tag simple-tag"),
+    "github/push/6": ("ignored", "tag deleted"),
+    "github/push/7": ("deploy", "hello-world/production"),  # branch created with a commit
+    "github/push/8": ("ignored", "deploys branch feature-branch"),
+    "github/push/9": ("deploy", "drone-test-go/production"),  # tag v0.0.1 matches "v*"
+    "github/push/10": ("ignored", "not configured"),
+    "github/ping/1": ("ignored", "ping"),
+    "github/ping/2": ("ignored", "ping"),
+    "github/workflow_run/1": ("deploy", "octo-repo/production"),  # CI green on master
+    "github/workflow_run/2": ("ignored", "not handled"),
+    "github/workflow_run/3": ("ignored", "nothing deployed"),  # CI not green
+    "github/check_suite/1": ("deploy", "hello-world/staging"),  # staging waits for CI on main
+    "github/check_suite/2": ("ignored", "branch changes"),
+    "github/check_suite/3": ("ignored", "not handled"),
+    "gitlab/push/1": ("deploy", "diaspora/production"),
+    "gitlab/push/2": ("deploy", "gl-hello/production"),
+    "gitlab/push/3": ("ignored", "deploys branch feature"),
+    "gitlab/push/4": ("ignored", "branch deleted"),
+    "gitlab/push/5": ("deploy", "gl-woodpecker/production"),
+    "gitlab/tag_push/1": ("ignored", "only on request"),  # jsmith/example: trigger = manual
+    "gitlab/tag_push/2": ("deploy", "gl-hello/production"),
+    "gitlab/tag_push/3": ("ignored", "tag deleted"),
+    "gitlab/tag_push/4": ("deploy", "gl-woodpecker/production"),
+    "bitbucket/repo_push/1": ("deploy", "foo/production"),
+    "bitbucket/repo_push/2": ("ignored", "deploys branch develop"),
+    "bitbucket/repo_push/3": ("ignored", "branch deleted"),
+    "bitbucket/repo_push/4": ("ignored", "deploys tag feature/x"),
+    "bitbucket/repo_push/5": ("ignored", "tag deleted"),
+    "bitbucket/repo_push/6": ("deploy", "publictestrepo/production"),
+}
+NOT_HANDLED = ("create", "delete", "deployment", "deployment_status", "pull_request", "release")
+
+
+def expected(case_id: str) -> tuple[str, str]:
+    if case_id.split("/")[1] in NOT_HANDLED:
+        return ("ignored", "not handled")
+    return EXPECTED[case_id]
+
+
+def deploy_count(stack: LocalStack) -> int:
+    from chalicelib.adapters.dynamo import DeployModel
+
+    return DeployModel.count()
+
+
+def test_every_corpus_case_is_covered() -> None:
+    assert set(all_cases()) == {
+        c for c in all_cases() if c in EXPECTED or c.split("/")[1] in NOT_HANDLED
+    }
+    assert len(all_cases()) == 50
+
+
+@pytest.mark.parametrize("case_id", all_cases())
+def test_corpus_delivery_over_http_gets_the_right_answer(
+    case_id: str, corpus_stack: LocalStack, api_url: str
+) -> None:
+    provider = case_id.split("/", maxsplit=1)[0]
+    body, headers = case(case_id)
+    response = requests.post(
+        f"{api_url}/webhooks/{provider}", data=body, headers=headers, timeout=30
+    )
+    kind, detail = expected(case_id)
+    answer = response.json()
+    if kind == "ignored":
+        assert response.status_code == 200, answer
+        assert answer["result"] == "ignored" and detail in answer["reason"], answer
+        assert deploy_count(corpus_stack) == 0
+        return
+    assert response.status_code == 202, answer
+    app, env = detail.split("/")
+    assert [(d["app"], d["environment"]) for d in answer["deploys"] if "deploy_id" in d] == [
+        (app, env)
+    ]
+    with requests.Session() as s:
+        s.headers.update(auth())
+        record = s.get(f"{api_url}/deploys/{answer['deploy_id']}", timeout=30).json()
+        assert record["requested_via"] == provider
+        assert record["trigger"]["delivery_id"] == answer["delivery_id"]
+        assert len(record["sha"]) == 40
+        # a redelivery gets the same answer and no second deploy
+        again = requests.post(
+            f"{api_url}/webhooks/{provider}", data=body, headers=headers, timeout=30
+        )
+        assert (again.status_code, again.json()) == (202, answer)
+        assert deploy_count(corpus_stack) == 1
+        _wait_http(s, api_url, answer["deploy_id"])
+
+
+def _wait_http(session: requests.Session, url: str, deploy_id: str) -> dict[str, Any]:
+    import time
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        record = session.get(f"{url}/deploys/{deploy_id}", timeout=30).json()
+        if record["status"] not in ("queued", "running"):
+            return dict(record)
+        time.sleep(0.2)
+    pytest.fail(f"{deploy_id} did not finish")
+
+
+def test_a_push_record_says_who_pushed_what_range_and_the_head_commit(
+    corpus_stack: LocalStack, client: Any
+) -> None:
+    body, headers = case("github/push/1")
+    response = client.http.post("/webhooks/github", body=body, headers=headers)
+    assert response.status_code == 202
+    record = wait_for(client, response.json_body["deploy_id"])
+    facts = json.loads((EVENTS / "github/push/1.meta.json").read_text())["facts"]
+    trigger = record["trigger"]
+    assert record["requested_by"] == "Codertocat" and record["requested_via"] == "github"
+    assert record["sha"] == facts["after"]
+    assert trigger["range"] == f"{facts['before']}..{facts['after']}"
+    assert trigger["delivery_id"] == headers["X-GitHub-Delivery"]
+    assert trigger["compare_url"].startswith("https://github.com/Codertocat/Hello-World/compare/")
+    head = trigger["head_commit"]
+    assert (
+        head["sha"] == facts["after"] and head["message"] and head["author"] and head["timestamp"]
+    )
+    assert record["reason"].startswith("push to master")
+    # the corpus SHA is not in the app's repository: the rollout fails while staging, truthfully
+    assert record["status"] == "failed" and record["error"]["phase"] == "staging"
+
+
+def resign(body: bytes, headers: dict[str, str], provider: str) -> dict[str, str]:
+    headers = dict(headers)
+    if provider == "github":
+        secret = CORPUS_SECRETS["github_webhook_secret"].encode()
+        headers["X-Hub-Signature-256"] = (
+            "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+        )
+        headers.pop("X-Hub-Signature", None)
+    elif provider == "bitbucket":
+        secret = CORPUS_SECRETS["bitbucket_webhook_secret"].encode()
+        headers["X-Hub-Signature"] = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+    return headers
+
+
+def with_delivery(headers: dict[str, str], provider: str) -> dict[str, str]:
+    key = {
+        "github": "X-GitHub-Delivery",
+        "gitlab": "Idempotency-Key",
+        "bitbucket": "X-Request-UUID",
+    }
+    return {**headers, key[provider]: str(uuid.uuid4())}
+
+
+def test_github_form_encoded_delivery_deploys(corpus_stack: LocalStack, client: Any) -> None:
+    from urllib.parse import urlencode
+
+    json_body, headers = case("github/push/2")
+    body = urlencode({"payload": json_body.decode()}).encode()
+    headers = resign(
+        body, {**headers, "Content-Type": "application/x-www-form-urlencoded"}, "github"
+    )
+    response = client.http.post("/webhooks/github", body=body, headers=headers)
+    assert response.status_code == 202, response.body
+    wait_for(client, response.json_body["deploy_id"])
+
+
+HOSTILE = [
+    # (name, provider, mutate(body, headers) -> (body, headers), status)
+    (
+        "no signature",
+        "github",
+        lambda b, h: (b, {k: v for k, v in h.items() if not k.startswith("X-Hub")}),
+        401,
+    ),
+    (
+        "wrong signature",
+        "github",
+        lambda b, h: (b, {**h, "X-Hub-Signature-256": "sha256=" + "0" * 64}),
+        401,
+    ),
+    (
+        "body changed after signing",
+        "github",
+        lambda b, h: (b.replace(b"master", b"mastex"), h),
+        401,
+    ),
+    (
+        "sha1 only, not allowed",
+        "github",
+        lambda b, h: (b, {k: v for k, v in h.items() if k != "X-Hub-Signature-256"}),
+        401,
+    ),
+    ("wrong gitlab token", "gitlab", lambda b, h: (b, {**h, "X-Gitlab-Token": "nope"}), 401),
+    (
+        "no gitlab token",
+        "gitlab",
+        lambda b, h: (b, {k: v for k, v in h.items() if k != "X-Gitlab-Token"}),
+        401,
+    ),
+    (
+        "wrong bitbucket signature",
+        "bitbucket",
+        lambda b, h: (b, {**h, "X-Hub-Signature": "sha256=" + "1" * 64}),
+        401,
+    ),
+    ("unparseable json", "github", lambda b, h: (b"{nope", resign(b"{nope", h, "github")), 400),
+    (
+        "non-utf8 body",
+        "github",
+        lambda b, h: (b"\xff\xfe{}", resign(b"\xff\xfe{}", h, "github")),
+        400,
+    ),
+    ("json array", "bitbucket", lambda b, h: (b"[]", resign(b"[]", h, "bitbucket")), 400),
+    (
+        "missing fields",
+        "github",
+        lambda b, h: (
+            b'{"ref": "refs/heads/master"}',
+            resign(b'{"ref": "refs/heads/master"}', h, "github"),
+        ),
+        400,
+    ),
+    ("event header says ping", "github", lambda b, h: (b, {**h, "X-GitHub-Event": "ping"}), 400),
+    (
+        "gitlab event mismatch",
+        "gitlab",
+        lambda b, h: (b, {**h, "X-Gitlab-Event": "Tag Push Hook"}),
+        400,
+    ),
+    (
+        "no event header",
+        "bitbucket",
+        lambda b, h: (b, {k: v for k, v in h.items() if k != "X-Event-Key"}),
+        400,
+    ),
+    (
+        "no delivery id",
+        "github",
+        lambda b, h: (b, {k: v for k, v in h.items() if k != "X-GitHub-Delivery"}),
+        400,
+    ),
+    (
+        "unsupported content type",
+        "github",
+        lambda b, h: (b, {**h, "Content-Type": "text/plain"}),
+        415,
+    ),
+    ("xml content type", "gitlab", lambda b, h: (b, {**h, "Content-Type": "application/xml"}), 415),
+]
+SOURCES = {
+    "github": "github/push/1",
+    "gitlab": "gitlab/push/2",
+    "bitbucket": "bitbucket/repo_push/1",
+}
+
+
+@pytest.mark.parametrize("name,provider,mutate,status", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_requests_get_the_documented_status_and_start_nothing(
+    corpus_stack: LocalStack, client: Any, name: str, provider: str, mutate: Any, status: int
+) -> None:
+    body, headers = mutate(*case(SOURCES[provider]))
+    response = client.http.post(f"/webhooks/{provider}", body=body, headers=headers)
+    assert response.status_code == status, response.body
+    assert response.json_body.get("message") or response.json_body.get("Message")
+    assert deploy_count(corpus_stack) == 0
+    from chalicelib.bootstrap import container
+
+    table = container().settings.idempotency_table
+    import boto3
+
+    assert boto3.client("dynamodb").scan(TableName=table)["Count"] == 0
+
+
+def test_a_body_over_the_limit_is_413_and_wrong_methods_are_405(
+    corpus_stack: LocalStack, api_url: str
+) -> None:
+    big = b'{"x": "' + b"a" * (5 * 1024 * 1024 + 10) + b'"}'
+    _, headers = case("github/push/1")
+    response = requests.post(
+        f"{api_url}/webhooks/github", data=big, headers=resign(big, headers, "github"), timeout=60
+    )
+    assert response.status_code == 413 and response.json()["message"]
+    for method in ("get", "put", "delete"):
+        response = requests.request(method, f"{api_url}/webhooks/github", timeout=30)
+        assert response.status_code == 405, (method, response.text)
+    assert deploy_count(corpus_stack) == 0
+
+
+def test_a_branch_with_shell_characters_deploys_nothing(
+    corpus_stack: LocalStack, client: Any
+) -> None:
+    body, headers = case("github/push/1")
+    evil = body.replace(b'"refs/heads/master"', b'"refs/heads/master;rm -rf /"')
+    response = client.http.post(
+        "/webhooks/github", body=evil, headers=resign(evil, headers, "github")
+    )
+    assert response.status_code == 200
+    assert response.json_body["result"] == "ignored"
+    assert deploy_count(corpus_stack) == 0
+
+
+def test_rotated_secrets_both_work_while_both_are_active(
+    corpus_stack: LocalStack, client: Any
+) -> None:
+    import boto3
+    from aws_lambda_powertools.utilities import parameters
+
+    from chalicelib.bootstrap import container
+
+    name = container().settings.github_secret_param
+    boto3.client("ssm").put_parameter(
+        Name=name,
+        Type="SecureString",
+        Overwrite=True,
+        Value=json.dumps(["brand-new-secret", CORPUS_SECRETS["github_webhook_secret"]]),
+    )
+    parameters.clear_caches()
+    body, headers = case("github/ping/1")
+    assert client.http.post("/webhooks/github", body=body, headers=headers).status_code == 200
+    new = {
+        **headers,
+        "X-Hub-Signature-256": "sha256="
+        + hmac.new(b"brand-new-secret", body, hashlib.sha256).hexdigest(),
+    }
+    new = with_delivery(new, "github")
+    assert client.http.post("/webhooks/github", body=body, headers=new).status_code == 200
+    other = {
+        **new,
+        "X-Hub-Signature-256": "sha256=" + hmac.new(b"retired", body, hashlib.sha256).hexdigest(),
+    }
+    assert client.http.post("/webhooks/github", body=body, headers=other).status_code == 401
+
+
+def test_five_copies_of_one_delivery_make_one_deploy(
+    corpus_stack: LocalStack, api_url: str
+) -> None:
+    body, headers = case("github/push/2")
+    answers: list[tuple[int, Any]] = []
+
+    def send() -> None:
+        r = requests.post(f"{api_url}/webhooks/github", data=body, headers=headers, timeout=60)
+        answers.append((r.status_code, r.json()))
+
+    threads = [threading.Thread(target=send) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert {status for status, _ in answers} == {202}
+    assert len({a["deploy_id"] for _, a in answers}) == 1
+    assert deploy_count(corpus_stack) == 1
+    with requests.Session() as s:
+        s.headers.update(auth())
+        _wait_http(s, api_url, answers[0][1]["deploy_id"])
+
+
+def test_twenty_concurrent_pushes_of_one_sha_make_one_deploy(
+    corpus_stack: LocalStack, api_url: str
+) -> None:
+    body, headers = case("github/push/2")
+    answers: list[tuple[int, Any]] = []
+
+    def send() -> None:
+        r = requests.post(
+            f"{api_url}/webhooks/github",
+            data=body,
+            headers=with_delivery(headers, "github"),
+            timeout=60,
+        )
+        answers.append((r.status_code, r.json()))
+
+    threads = [threading.Thread(target=send) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [s for s, _ in answers] == [202] * 20, answers
+    assert len({a["deploy_id"] for _, a in answers}) == 1
+    assert sum(1 for _, a in answers if not a["deploys"][0]["existing"]) == 1
+    assert deploy_count(corpus_stack) == 1
+    with requests.Session() as s:
+        s.headers.update(auth())
+        _wait_http(s, api_url, answers[0][1]["deploy_id"])
+
+
+def test_the_same_delivery_id_with_another_body_is_refused(
+    corpus_stack: LocalStack, client: Any
+) -> None:
+    body, headers = case("github/ping/1")
+    assert client.http.post("/webhooks/github", body=body, headers=headers).status_code == 200
+    other, _ = case("github/ping/2")
+    response = client.http.post(
+        "/webhooks/github", body=other, headers=resign(other, headers, "github")
+    )
+    assert response.status_code == 409
+    assert response.json_body["error"] == "delivery_reused"
+
+
+def test_red_ci_deploys_nothing_and_says_so(corpus_stack: LocalStack, client: Any) -> None:
+    body, headers = case("github/workflow_run/1")
+    red = body.replace(b'"conclusion":"success"', b'"conclusion":"failure"')
+    assert red != body
+    response = client.http.post(
+        "/webhooks/github",
+        body=red,
+        headers=with_delivery(resign(red, headers, "github"), "github"),
+    )
+    assert response.status_code == 200
+    assert (
+        "failure" in response.json_body["reason"]
+        and "nothing deployed" in response.json_body["reason"]
+    )
+    assert deploy_count(corpus_stack) == 0
+
+
+def test_a_push_to_a_ci_gated_branch_waits_for_ci(corpus_stack: LocalStack, client: Any) -> None:
+    body, headers = case("github/push/1")
+    to_main = body.replace(b'"refs/heads/master"', b'"refs/heads/main"')
+    response = client.http.post(
+        "/webhooks/github", body=to_main, headers=resign(to_main, headers, "github")
+    )
+    assert response.status_code == 200
+    assert "waits for CI" in response.json_body["reason"]
+    assert deploy_count(corpus_stack) == 0

@@ -1,0 +1,1 @@
+"""Tests of the AWS deployment artefacts: merge template, IAM policy, packaging."""
