@@ -23,12 +23,13 @@ from .domain.rollout import BatchSize, PhaseTimeouts, RolloutPolicy
 BUNDLED_CONFIG = Path(__file__).parent / "pipeline.toml"
 # What the SSM document accepts for a host command (its allowedPattern): no shell syntax.
 COMMAND_RE = re.compile(r"^[A-Za-z0-9 _./=:,+-]{0,256}\Z")
-SOURCE_URL_RE = re.compile(r"^[A-Za-z0-9@:/._+~-]{1,512}\Z")
+SOURCE_URL_RE = re.compile(r"^[A-Za-z0-9/~.][A-Za-z0-9@:/._+~-]{0,511}\Z")  # = the document's
 DEPLOY_ROOT_RE = re.compile(r"^/[A-Za-z0-9._/-]{0,255}\Z")
 TAG_RE = re.compile(r"^[A-Za-z0-9 _.:/=+@-]{1,128}\Z")
 BRANCH_RE = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/-]{1,200}\Z")
 ENV_REF_RE = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 TRIGGERS = ("push", "ci", "manual")
+MAX_TIMEOUT = 86400  # a day; the SSM document's executionTimeout takes at most 99999
 SOURCE_KINDS = ("git", "s3")
 COMMAND_NAMES = ("build", "migrate", "post_migrate", "health", "restart")
 
@@ -204,8 +205,8 @@ def _environment(name: str, reader: _Reader, commands: dict[str, str]) -> Enviro
     for phase in PhaseTimeouts.__dataclass_fields__:
         value = timeouts_reader.get(phase, int, None)
         if value is not None:
-            if not 1 <= value <= 172800:
-                raise ConfigError(f"{timeouts_reader.key(phase)}: must be 1..172800 seconds")
+            if not 1 <= value <= MAX_TIMEOUT:
+                raise ConfigError(f"{timeouts_reader.key(phase)}: must be 1..{MAX_TIMEOUT} seconds")
             timeout_values[phase] = value
     timeouts_reader.done()
     trigger = reader.text("trigger", None, "push")

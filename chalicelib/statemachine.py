@@ -9,6 +9,7 @@ same number of history events whatever its batch size, so one execution stays fa
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -37,7 +38,7 @@ def _invoke(
         "Type": "Task",
         "Resource": "arn:aws:states:::lambda:invoke",
         "Parameters": {"FunctionName": function, "Payload": payload},
-        "Retry": _RETRY_LAMBDA,
+        "Retry": copy.deepcopy(_RETRY_LAMBDA),
     }
     if result is not None:
         state["ResultSelector"] = result
@@ -63,7 +64,7 @@ def build_definition(function_arns: Mapping[str, str]) -> dict[str, Any]:
                     },
                 ),
                 "ResultPath": "$.wave",
-                "Catch": _CATCH_ALL,
+                "Catch": copy.deepcopy(_CATCH_ALL),
                 "Next": "WaitForHosts",
             },
             "WaitForHosts": {"Type": "Wait", "SecondsPath": "$.poll_seconds", "Next": "Poll"},
@@ -74,7 +75,7 @@ def build_definition(function_arns: Mapping[str, str]) -> dict[str, Any]:
                     {"state.$": "$.Payload.state", "next.$": "$.Payload.next"},
                 ),
                 "ResultPath": "$.poll",
-                "Catch": _CATCH_ALL,
+                "Catch": copy.deepcopy(_CATCH_ALL),
                 "Next": "Route",
             },
             "Route": {
@@ -90,7 +91,16 @@ def build_definition(function_arns: Mapping[str, str]) -> dict[str, Any]:
                         "Next": "RecordTimedOut",
                     },
                 ],
-                "Default": "RecordErrored",
+                "Default": "UnexpectedPollState",
+            },
+            "UnexpectedPollState": {
+                "Type": "Pass",
+                "Parameters": {
+                    "Error": "UnexpectedPollState",
+                    "Cause.$": "$.poll.state",
+                },
+                "ResultPath": "$.error",
+                "Next": "RecordErrored",
             },
             "Advance": {
                 "Type": "Pass",

@@ -12,7 +12,6 @@ from botocore.exceptions import ClientError
 from ..domain.errors import ConflictError, RoadieError
 from ..domain.model import Host, HostStatus
 
-TAIL_CHARS = 2000
 # SSM command statuses (ListCommands) and invocation statuses, folded to what Roadie acts on.
 _TERMINAL_COMMAND = {"Success", "Failed", "Cancelled", "TimedOut"}
 _INVOCATION_STATUS = {
@@ -44,10 +43,6 @@ class Invocation:
     started_at: str | None
     finished_at: str | None
     detail: str
-
-
-def _tail(text: str) -> str:
-    return text[-TAIL_CHARS:]
 
 
 class HostCommands:
@@ -102,8 +97,8 @@ class HostCommands:
             instance_id=instance_id,
             status=status,
             exit_code=int(code) if code is not None and code != -1 else None,
-            stdout=_tail(inv.get("StandardOutputContent", "")),
-            stderr=_tail(inv.get("StandardErrorContent", "")),
+            stdout=inv.get("StandardOutputContent", ""),
+            stderr=inv.get("StandardErrorContent", ""),
             started_at=inv.get("ExecutionStartDateTime") or None,
             finished_at=inv.get("ExecutionEndDateTime") or None,
             detail=inv.get("StatusDetails", ""),

@@ -257,6 +257,7 @@ class DeployService:
                 time.sleep(random.uniform(0.005, 0.02 * (attempt + 1)))
                 continue
             return
+        raise ConflictError(f"could not renew the lease of {deploy.deploy_id}; retry")
 
     def _supersede(self, deploy_id: str, by: str) -> None:
         now = iso(self.clock())

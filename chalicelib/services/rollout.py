@@ -17,6 +17,7 @@ from .clock import iso, parse_iso, utcnow
 from .deploys import DeployService
 from .ports import DeployMetrics, DeployStore, HostCommandRunner, HostResultStore
 
+TAIL_CHARS = 2000  # of each host's stdout/stderr kept in the record
 # How long SSM may take to deliver a command, on top of the phase's execution timeout.
 DELIVERY_GRACE_SECONDS = 60
 OUTCOMES = {
@@ -49,8 +50,18 @@ class RolloutService:
         step = event["plan"]["steps"][cursor]
         command = HostCommand(step["command"])
         timeout = int(step["timeout"])
-        self.lifecycle.renew(self.deploys.get(deploy_id))
+        deploy = self.deploys.get(deploy_id)
+        self.lifecycle.renew(deploy)
+        sent = deploy.phases.get(step_label(step), {})
+        if sent.get("cursor") == cursor and sent.get("command_ids"):
+            # a retry of a dispatch that already sent this step: never send it twice
+            return {
+                "cursor": cursor,
+                "command_ids": sent["command_ids"],
+                "deadline": sent["deadline"],
+            }
         now = self.clock()
+        deadline = iso(now + timedelta(seconds=timeout + DELIVERY_GRACE_SECONDS))
         parameters = {
             **event["parameters"],
             "phase": command.value,
@@ -90,12 +101,13 @@ class RolloutService:
                 "hosts": len(step["hosts"]),
                 "status": "running",
                 "started_at": iso(now),
+                "cursor": cursor,
                 "command_ids": command_ids,
+                "deadline": deadline,
             }
 
         self.deploys.mutate(deploy_id, started)
-        deadline = now + timedelta(seconds=timeout + DELIVERY_GRACE_SECONDS)
-        return {"cursor": cursor, "command_ids": command_ids, "deadline": iso(deadline)}
+        return {"cursor": cursor, "command_ids": command_ids, "deadline": deadline}
 
     def poll(self, event: dict[str, Any]) -> dict[str, Any]:
         deploy_id = event["deploy_id"]
@@ -177,8 +189,8 @@ class RolloutService:
                         command=command,
                         status=status,
                         exit_code=inv.exit_code,
-                        stdout_tail=inv.stdout,
-                        stderr_tail=inv.stderr,
+                        stdout_tail=inv.stdout[-TAIL_CHARS:],
+                        stderr_tail=inv.stderr[-TAIL_CHARS:],
                         started_at=inv.started_at,
                         finished_at=inv.finished_at,
                         command_id=command_id,
@@ -214,11 +226,12 @@ class RolloutService:
                 }
 
         deploy = self.deploys.mutate(deploy_id, close)
+        # always (idempotent): a retry after a failed release must still free the environment
+        all_switched = deploy.status is DeployStatus.SUCCEEDED or (
+            deploy.phase is Phase.POST_MIGRATING
+        )
+        self.lifecycle.end(deploy, live_sha=deploy.sha if all_switched else None)
         if changed:
-            all_switched = deploy.status is DeployStatus.SUCCEEDED or (
-                deploy.phase is Phase.POST_MIGRATING
-            )
-            self.lifecycle.end(deploy, live_sha=deploy.sha if all_switched else None)
             started = deploy.started_at or deploy.created_at
             duration = (now - parse_iso(started)).total_seconds()
             self.metrics.deploy_finished(deploy, duration)

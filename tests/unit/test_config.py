@@ -221,7 +221,7 @@ def test_keep_releases_bounds_are_inclusive(keep: int) -> None:
     assert parse(doc).app("shop").keep_releases == keep
 
 
-@pytest.mark.parametrize("seconds", [1, 172800])
+@pytest.mark.parametrize("seconds", [1, 86400])
 def test_timeout_bounds_are_inclusive(seconds: int) -> None:
     doc = good()
     prod(doc)["timeouts"] = {"verify": seconds}
@@ -393,7 +393,7 @@ BAD_VALUES = [
     ("batch 0%", _set(f"{P}.batch_size", "0%"), rf"{PROD}batch_size: batch size 0% is out"),
     ("batch abc", _set(f"{P}.batch_size", "abc"), rf"{PROD}batch_size: .*'abc'"),
     ("batch 2.5%", _set(f"{P}.batch_size", "2.5%"), rf"{PROD}batch_size: .*'2\.5%'"),
-    ("timeout 0", _set(f"{P}.timeouts.stage", 0), rf"{PROD}timeouts\.stage: must be 1\.\.172800"),
+    ("timeout 0", _set(f"{P}.timeouts.stage", 0), rf"{PROD}timeouts\.stage: must be 1\.\.86400"),
     ("timeout big", _set(f"{P}.timeouts.verify", 172801), rf"{PROD}timeouts\.verify: must be"),
     ("timeout neg", _set(f"{P}.timeouts.migrate", -1), rf"{PROD}timeouts\.migrate: must be"),
     ("trigger", _set(f"{P}.trigger", "sometimes"), rf"{PROD}trigger: must be one of push, ci"),
@@ -501,23 +501,13 @@ def _document_pattern(name: str) -> re.Pattern[str]:
     return re.compile(parameter.pattern)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config.py TIMEOUTS allow 1..172800 s but the SSM document's executionTimeout "
-    "pattern ^[1-9][0-9]{0,4}$ stops at 99999: SendCommand would reject the step",
-)
 def test_every_accepted_timeout_is_one_the_ssm_document_takes() -> None:
     doc = good()
-    prod(doc)["timeouts"] = {"migrate": 172800}
+    prod(doc)["timeouts"] = {"migrate": 86400}
     env = parse(doc).environment("shop", "production")[1]
     assert _document_pattern("executionTimeout").match(str(env.policy.timeouts.migrate))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SOURCE_URL_RE accepts a url starting with '-', '@', ':', '_' or '+'; the SSM "
-    "document's sourceUrl pattern wants [A-Za-z0-9/~.] first, so every deploy would fail",
-)
 @pytest.mark.parametrize("url", ["-uhost/evil", "@host:repo", "+x"])
 def test_source_url_must_start_like_the_ssm_document_wants(url: str) -> None:
     doc = good()

@@ -251,7 +251,9 @@ def test_dispatch_records_the_phase_and_step_on_the_deploy(world: World) -> None
         "hosts": 5,
         "status": "running",
         "started_at": iso(world.clock.now),
+        "cursor": cursor,
         "command_ids": wave["command_ids"],
+        "deadline": wave["deadline"],
     }
     assert deploy.status is DeployStatus.RUNNING
 
@@ -285,12 +287,6 @@ def test_dispatch_of_an_unknown_deploy_raises_not_found(world: World) -> None:
     assert world.commands.sent == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="services/rollout.py dispatch() never consults the command ids it recorded for the "
-    "step: a Step Functions retry of Dispatch (Lambda.ServiceException) sends the step again, "
-    "so e.g. migrate runs twice, concurrently, on the migration host",
-)
 def test_dispatch_retried_for_the_same_step_does_not_send_the_commands_again(
     world: World,
 ) -> None:
@@ -423,12 +419,6 @@ def test_verify_accepts_the_revision_line_among_other_output(world: World) -> No
     assert world.poll(wave)["state"] == "next"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="poll looks for REVISION= in the stdout tail (adapters/aws.py keeps the last 2000 "
-    "chars); roadie-deploy.sh prints REVISION= first and the health command's output after "
-    "it, so a chatty health check pushes the line out and a healthy host is marked failed",
-)
 def test_verify_passes_when_health_output_pushes_the_revision_line_out_of_the_tail(
     world: World,
 ) -> None:
@@ -695,13 +685,6 @@ def test_finish_of_an_unknown_outcome_is_rejected(world: World) -> None:
     assert world.deploy().status is DeployStatus.RUNNING
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="services/rollout.py finish() releases the environment only when it changed the "
-    "status: if the release fails after the status write, the retried finish sees a "
-    "finished deploy and skips it, so the lock (and the queue behind it) stays stuck until "
-    "the lease expires and current_sha is never updated",
-)
 def test_finish_retried_after_a_failed_release_still_releases_the_lock(world: World) -> None:
     world.deploys.write_errors.append(RuntimeError("DynamoDB throttled"))
     with pytest.raises(RuntimeError):
