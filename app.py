@@ -147,6 +147,11 @@ def rollout_poll(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return bootstrap.container().rollout.poll(event)
 
 
+@app.lambda_function(name="rollout_recover")
+def rollout_recover(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return bootstrap.container().rollout.recover(event)
+
+
 @app.lambda_function(name="rollout_finish")
 def rollout_finish(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return bootstrap.container().rollout.finish(event)

@@ -180,6 +180,13 @@ class _Reader:
             raise ConfigError(f"{self.key(unknown[0])}: unknown key")
 
 
+def _bake(reader: _Reader) -> int:
+    value = int(reader.get("bake_seconds", int, 0))
+    if not 0 <= value <= 3600:
+        raise ConfigError(f"{reader.key('bake_seconds')}: must be 0..3600 seconds")
+    return value
+
+
 def _environment(name: str, reader: _Reader, commands: dict[str, str]) -> EnvironmentConfig:
     if not NAME_RE.match(name):
         raise ConfigError(f"{reader.path}: environment name must match {NAME_RE.pattern}")
@@ -222,6 +229,7 @@ def _environment(name: str, reader: _Reader, commands: dict[str, str]) -> Enviro
         run_migrations=bool(commands["migrate"]),
         run_post_migrations=bool(commands["post_migrate"]),
         timeouts=PhaseTimeouts(**timeout_values),
+        bake_seconds=_bake(reader),
     )
     reader.done()
     return EnvironmentConfig(

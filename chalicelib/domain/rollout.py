@@ -5,8 +5,10 @@ Rules, in order:
    the same plan; the migration host, when there is one, is moved to the front so it is staged
    first and switched in the first batch.
 2. ``stage`` runs on every host (no traffic impact), then ``migrate`` runs once on one host,
-   then each switch batch runs ``switch`` and then ``verify``; ``post_migrate`` runs once, last,
-   only after every host runs the new release.
+   then each switch batch runs ``switch`` and then ``verify`` (and bakes before the next batch);
+   ``post_migrate`` runs once, last, only after every host runs the new release.
+   The plan also carries a ``rollback`` step over every host, run only if a switched batch
+   fails: rolling back is idempotent per host, so sending it to all of them is safe.
 3. No SSM command targets more than ``MAX_TARGETS_PER_COMMAND`` instances: larger steps are
    split into chunks that run in parallel.
 """
@@ -82,6 +84,7 @@ class Step:
     hosts: tuple[str, ...]
     timeout_seconds: int
     batch: int = 0
+    bake_seconds: int = 0  # after a verified batch: watch it this long before the next one
 
     @property
     def chunks(self) -> tuple[tuple[str, ...], ...]:
@@ -96,6 +99,7 @@ class Step:
             "chunks": [list(chunk) for chunk in self.chunks],
             "timeout": self.timeout_seconds,
             "batch": self.batch,
+            "bake": self.bake_seconds,
         }
 
 
@@ -108,6 +112,7 @@ class RolloutPolicy:
     run_migrations: bool = True
     run_post_migrations: bool = False
     timeouts: PhaseTimeouts = field(default_factory=PhaseTimeouts)
+    bake_seconds: int = 0
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,7 @@ class RolloutPlan:
     migration_host: Host | None
     steps: tuple[Step, ...]
     batch_size: int
+    rollback: Step  # every targeted host back to the previous release (idempotent per host)
 
     @property
     def switch_batches(self) -> tuple[tuple[str, ...], ...]:
@@ -129,6 +135,7 @@ class RolloutPlan:
             "migration_host": self.migration_host.instance_id if self.migration_host else None,
             "batch_size": self.batch_size,
             "steps": [s.to_dict() for s in self.steps],
+            "rollback": self.rollback.to_dict(),
         }
 
 
@@ -167,10 +174,20 @@ def plan_rollout(hosts: Sequence[Host], policy: RolloutPolicy) -> RolloutPlan:
         steps.append(Step(HostCommand.MIGRATE, (migration_host.instance_id,), timeouts.migrate))
     for number, start in enumerate(range(0, len(ids), per_batch), start=1):
         batch = ids[start : start + per_batch]
+        last = start + per_batch >= len(ids)
         steps.append(Step(HostCommand.SWITCH, batch, timeouts.switch, batch=number))
-        steps.append(Step(HostCommand.VERIFY, batch, timeouts.verify, batch=number))
+        steps.append(
+            Step(
+                HostCommand.VERIFY,
+                batch,
+                timeouts.verify,
+                batch=number,
+                bake_seconds=0 if last else policy.bake_seconds,
+            )
+        )
     if policy.run_post_migrations and migration_host is not None:
         steps.append(
             Step(HostCommand.POST_MIGRATE, (migration_host.instance_id,), timeouts.post_migrate)
         )
-    return RolloutPlan(tuple(ordered), migration_host, tuple(steps), per_batch)
+    rollback = Step(HostCommand.ROLLBACK, ids, timeouts.rollback)
+    return RolloutPlan(tuple(ordered), migration_host, tuple(steps), per_batch, rollback)

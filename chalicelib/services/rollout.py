@@ -25,7 +25,49 @@ OUTCOMES = {
     "failed": DeployStatus.FAILED,
     "timed_out": DeployStatus.TIMED_OUT,
     "errored": DeployStatus.ERRORED,
+    "cancelled": DeployStatus.CANCELLED,
 }
+
+
+def final_status(deploy: Deploy, outcome: DeployStatus) -> DeployStatus:
+    """What the deploy ends as. A rollout that rolled back ends ``rolled_back`` (or
+    ``cancelled`` when a cancel caused it); a rollback that itself failed ends ``failed``."""
+    if deploy.phase is Phase.ROLLING_BACK:
+        if outcome is DeployStatus.SUCCEEDED:
+            return (
+                DeployStatus.CANCELLED if deploy.cancel_requested_by else DeployStatus.ROLLED_BACK
+            )
+        if outcome in (DeployStatus.FAILED, DeployStatus.TIMED_OUT):
+            return DeployStatus.FAILED
+    return outcome
+
+
+def step_at(plan: dict[str, Any], cursor: int) -> dict[str, Any]:
+    """The plan's step at ``cursor``; one past the last step is the rollback step."""
+    steps = plan["steps"]
+    return dict(steps[cursor]) if cursor < len(steps) else dict(plan["rollback"])
+
+
+def first_switch(plan: dict[str, Any]) -> int:
+    """The cursor of the first switch (from there on, hosts may run the new release)."""
+    for index, step in enumerate(plan["steps"]):
+        if step["command"] == HostCommand.SWITCH.value:
+            return index
+    return len(plan["steps"])
+
+
+def errored_evidence(deploy: Deploy, error: Any) -> dict[str, Any]:
+    """The record of an AWS or code failure (Step Functions' ``{"Error", "Cause"}``)."""
+    error = error if isinstance(error, dict) else {}
+    evidence: dict[str, Any] = {
+        "kind": "errored",
+        "phase": deploy.phase.value,
+        "error": str(error.get("Error", "")),
+        "message": str(error.get("Cause", ""))[-1000:] or "rollout errored",
+    }
+    if deploy.error and deploy.error.get("kind") != "errored":
+        evidence["earlier"] = deploy.error
+    return evidence
 
 
 def step_label(step: dict[str, Any]) -> str:
@@ -47,7 +89,7 @@ class RolloutService:
     def dispatch(self, event: dict[str, Any]) -> dict[str, Any]:
         deploy_id = event["deploy_id"]
         cursor = int(event["cursor"])
-        step = event["plan"]["steps"][cursor]
+        step = step_at(event["plan"], cursor)
         command = HostCommand(step["command"])
         timeout = int(step["timeout"])
         deploy = self.deploys.get(deploy_id)
@@ -110,28 +152,36 @@ class RolloutService:
         return {"cursor": cursor, "command_ids": command_ids, "deadline": deadline}
 
     def poll(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Answer ``running`` until the step is done, then where the rollout goes next:
+        ``next`` (after ``bake`` seconds), ``done``, ``rollback`` (a switched batch failed, or
+        a cancel arrived after the first switch), ``cancelled``, ``failed`` or ``timed_out``.
+        """
         deploy_id = event["deploy_id"]
         wave = event["wave"]
         cursor = int(wave["cursor"])
-        steps = event["plan"]["steps"]
-        step = steps[cursor]
-        self.lifecycle.renew(self.deploys.get(deploy_id))
+        plan = event["plan"]
+        step = step_at(plan, cursor)
+        deploy = self.deploys.get(deploy_id)
+        self.lifecycle.renew(deploy)
         now = self.clock()
         overdue = now > parse_iso(wave["deadline"])
         finished = all(self.commands.is_finished(cid) for cid in wave["command_ids"])
         if not finished and not overdue:
-            return {"state": "running", "next": cursor}
+            return {"state": "running", "next": cursor, "bake": 0}
 
         results = self._collect(deploy_id, step, cursor, wave["command_ids"], event, overdue)
         self.host_results.put_many(results)
         bad = [r for r in results if r.status is not HostStatus.SUCCEEDED]
         timed_out = [r for r in results if r.status is HostStatus.TIMED_OUT]
         label = step_label(step)
-        state = "timed_out" if timed_out else "failed" if bad else "ok"
+        outcome = "timed_out" if timed_out else "failed" if bad else "ok"
+        command = HostCommand(step["command"])
+        rollback_index = len(plan["steps"])
+        switched = cursor >= first_switch(plan) and command is not HostCommand.ROLLBACK
 
         def record(d: Deploy) -> None:
             entry = d.phases.setdefault(label, {})
-            entry["status"] = "succeeded" if state == "ok" else state
+            entry["status"] = "succeeded" if outcome == "ok" else outcome
             entry["finished_at"] = iso(now)
             started = entry.get("started_at")
             if isinstance(started, str):
@@ -139,7 +189,8 @@ class RolloutService:
             d.updated_at = iso(now)
             if bad:
                 first = (timed_out or bad)[0]
-                d.error = {
+                evidence: dict[str, object] = {
+                    "kind": outcome,
                     "phase": first.command.deploy_phase.value,
                     "step": label,
                     "host": first.instance_id,
@@ -149,12 +200,26 @@ class RolloutService:
                     "stdout_tail": first.stdout_tail[-1000:],
                     "message": first.detail or f"{first.command.value} {first.status.value}",
                 }
+                if command is HostCommand.ROLLBACK and d.error is not None:
+                    d.error = {**d.error, "rollback": evidence}
+                else:
+                    d.error = evidence
 
         self.deploys.mutate(deploy_id, record)
-        if state != "ok":
-            return {"state": state, "next": cursor}
+        if outcome != "ok":
+            if switched and command in (HostCommand.SWITCH, HostCommand.VERIFY):
+                return {"state": "rollback", "next": rollback_index, "bake": 0}
+            return {"state": outcome, "next": cursor, "bake": 0}
+        if command is HostCommand.ROLLBACK:
+            return {"state": "done", "next": cursor, "bake": 0}
+        if deploy.cancel_requested_by:
+            if switched and command is not HostCommand.POST_MIGRATE:
+                return {"state": "rollback", "next": rollback_index, "bake": 0}
+            return {"state": "cancelled", "next": cursor, "bake": 0}
         nxt = cursor + 1
-        return {"state": "done" if nxt >= len(steps) else "next", "next": nxt}
+        if nxt >= rollback_index:
+            return {"state": "done", "next": nxt, "bake": 0}
+        return {"state": "next", "next": nxt, "bake": int(step.get("bake", 0))}
 
     def _collect(
         self,
@@ -199,9 +264,28 @@ class RolloutService:
                 )
         return results
 
+    def recover(self, event: dict[str, Any]) -> dict[str, Any]:
+        """After an AWS or code error: roll back if hosts may run the new release (once: an
+        error while already rolling back is final), otherwise end as ``errored``."""
+        deploy_id = event["deploy_id"]
+        plan = event["plan"]
+        cursor = int(event.get("cursor", 0))
+        deploy = self.deploys.get(deploy_id)
+        rolling_back = deploy.phase is Phase.ROLLING_BACK or cursor >= len(plan["steps"])
+        if rolling_back or cursor < first_switch(plan):
+            return {"state": "errored", "next": cursor, "bake": 0}
+        now = iso(self.clock())
+
+        def cause(d: Deploy) -> None:
+            d.error = errored_evidence(d, event.get("error"))
+            d.updated_at = now
+
+        self.deploys.mutate(deploy_id, cause)
+        return {"state": "rollback", "next": len(plan["steps"]), "bake": 0}
+
     def finish(self, event: dict[str, Any]) -> dict[str, Any]:
         deploy_id = event["deploy_id"]
-        outcome = OUTCOMES[event["outcome"]]
+        requested = OUTCOMES[event["outcome"]]
         now = self.clock()
         changed = False
 
@@ -210,6 +294,7 @@ class RolloutService:
             if not is_active(d.status):
                 changed = False
                 return
+            outcome = final_status(d, requested)
             check_transition(d.status, outcome)
             changed = True
             d.status = outcome
@@ -217,13 +302,8 @@ class RolloutService:
             d.updated_at = iso(now)
             if outcome is DeployStatus.SUCCEEDED:
                 d.phase = Phase.DONE
-            if outcome is DeployStatus.ERRORED and d.error is None:
-                error = event.get("error") or {}
-                d.error = {
-                    "phase": d.phase.value,
-                    "message": str(error.get("Cause", ""))[-1000:] or "rollout errored",
-                    "error": str(error.get("Error", "")),
-                }
+            if outcome is DeployStatus.ERRORED:
+                d.error = errored_evidence(d, event.get("error"))
 
         deploy = self.deploys.mutate(deploy_id, close)
         # always (idempotent): a retry after a failed release must still free the environment

@@ -100,36 +100,41 @@ def test_deploys_a_ref_resolved_to_its_sha_and_runs_each_migration_once(
     assert counts and set(counts.values()) == {1}
 
 
-def test_a_host_failing_its_switch_stops_the_rollout_and_records_the_evidence(
+def test_a_host_failing_its_switch_rolls_the_fleet_back_and_records_the_evidence(
     client: Any, fresh_stack: LocalStack
 ) -> None:
-    v1 = fresh_stack.sources.v1
+    repo = fresh_stack.sources
+    first = post(client, {"app": "shop", "environment": "production", "sha": repo.v1})
+    assert wait_for(client, first.json_body["deploy_id"])["status"] == "succeeded"
     # batch 2 is the third and fourth host in plan order (migration host first, then by name)
     fleet = sorted(hosts(fresh_stack), key=lambda h: h["name"])
     broken = fleet[2]["instance_id"]
-    (fresh_stack.options.hosts_dir / broken / "fault.switch").write_text("fail\n")
+    fault = fresh_stack.options.hosts_dir / broken / "fault.switch"
+    fault.write_text("fail\n")
 
-    response = post(client, {"app": "shop", "environment": "production", "sha": v1})
+    response = post(client, {"app": "shop", "environment": "production", "sha": repo.v2})
     record = wait_for(client, response.json_body["deploy_id"])
 
-    assert record["status"] == "failed"
-    assert record["phase"] == "switching"
+    assert record["status"] == "rolled_back"
+    assert record["phase"] == "rolling_back"
     error = record["error"]
+    assert error["kind"] == "failed" and error["phase"] == "switching"
     assert error["host"] == broken and error["hosts"] == [broken]
     assert error["step"] == "batch-2.switch"
     assert error["exit_code"] == 1
     assert "injected fault" in error["stderr_tail"]
     assert record["phases"]["batch-2.switch"]["status"] == "failed"
+    assert record["phases"]["rollback"]["status"] == "succeeded"
     assert "batch-3.switch" not in record["phases"]  # later batches never started
-    last = {h["instance_id"]: h["status"] for h in record["hosts"]}
-    assert last[broken] == "switch:failed"
+    # every host is back on v1, the one that never switched included
+    assert {current_release(fresh_stack, h["instance_id"]) for h in fleet} == {repo.v1}
 
     # the lock was released: the environment takes the next deploy
-    fault = fresh_stack.options.hosts_dir / broken / "fault.switch"
     fault.unlink()
-    again = post(client, {"app": "shop", "environment": "production", "sha": v1})
+    again = post(client, {"app": "shop", "environment": "production", "sha": repo.v2})
     assert again.status_code == 202
     assert wait_for(client, again.json_body["deploy_id"])["status"] == "succeeded"
+    assert {current_release(fresh_stack, h["instance_id"]) for h in fleet} == {repo.v2}
 
 
 def test_a_deploy_while_one_runs_is_queued_and_starts_when_the_first_ends(

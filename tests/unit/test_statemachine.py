@@ -11,8 +11,14 @@ import pytest
 from chalicelib.statemachine import FUNCTIONS, build_definition, definition_json
 
 _LAMBDA = "arn:aws:lambda:us-east-1:123456789012:function:roadie-dev-"
-ARNS = {name: _LAMBDA + name for name in ("rollout_dispatch", "rollout_poll", "rollout_finish")}
-RECORD_STATES = {"RecordSucceeded", "RecordFailed", "RecordTimedOut", "RecordErrored"}
+ARNS = {name: _LAMBDA + name for name in FUNCTIONS}
+RECORD_STATES = {
+    "RecordSucceeded",
+    "RecordFailed",
+    "RecordTimedOut",
+    "RecordErrored",
+    "RecordCancelled",
+}
 # What the deploy service puts in the execution input (services/deploys.py).
 EXECUTION_INPUT_KEYS = {"deploy_id", "cursor", "poll_seconds", "plan", "parameters"}
 
@@ -92,7 +98,7 @@ def test_the_only_ends_are_success_and_the_deploy_failed_state(
     ends = {n for n, s in states.items() if s.get("End") or s["Type"] in ("Succeed", "Fail")}
     assert ends == {"RecordSucceeded", "DeployFailed"}
     assert states["DeployFailed"]["Type"] == "Fail"
-    for name in ("RecordFailed", "RecordTimedOut", "RecordErrored"):
+    for name in ("RecordFailed", "RecordTimedOut", "RecordErrored", "RecordCancelled"):
         assert states[name]["Next"] == "DeployFailed"
 
 
@@ -106,17 +112,25 @@ def test_the_loop_is_dispatch_wait_poll_route(states: dict[str, dict[str, Any]])
 # --- error handling ---------------------------------------------------------------------------
 
 
-def test_every_task_but_the_recorders_catches_everything_into_record_errored(
+def test_the_loop_catches_everything_into_recover_and_recover_into_record_errored(
     states: dict[str, dict[str, Any]],
 ) -> None:
     tasks = {n for n, s in states.items() if s["Type"] == "Task"}
-    assert tasks - RECORD_STATES == {"Dispatch", "Poll"}
-    for name in tasks - RECORD_STATES:
+    assert tasks - RECORD_STATES == {"Dispatch", "Poll", "Recover"}
+    for name in ("Dispatch", "Poll"):
         catch = states[name]["Catch"]
-        assert any("States.ALL" in c["ErrorEquals"] for c in catch), name
         assert catch[-1]["ErrorEquals"] == ["States.ALL"], name  # States.ALL must be last
-        assert {c["Next"] for c in catch} == {"RecordErrored"}, name
+        assert {c["Next"] for c in catch} == {"Recover"}, name
         assert all(c["ResultPath"] == "$.error" for c in catch), name
+    recover_catch = states["Recover"]["Catch"]
+    assert [c["Next"] for c in recover_catch] == ["RecordErrored"]
+    assert recover_catch[0]["ResultPath"] is None  # keeps the first error for the record
+
+
+def test_recover_rolls_back_or_records_errored(states: dict[str, dict[str, Any]]) -> None:
+    rules = {r["StringEquals"]: r["Next"] for r in states["RecoverRoute"]["Choices"]}
+    assert rules == {"rollback": "Advance"}
+    assert states["RecoverRoute"]["Default"] == "RecordErrored"
 
 
 def test_recorders_do_not_catch_into_themselves(states: dict[str, dict[str, Any]]) -> None:
@@ -143,9 +157,11 @@ def test_recorders_discard_their_result(states: dict[str, dict[str, Any]]) -> No
 
 def test_waits_read_whole_seconds_from_the_input(states: dict[str, dict[str, Any]]) -> None:
     waits = {n: s for n, s in states.items() if s["Type"] == "Wait"}
-    assert waits
+    assert {n: s["SecondsPath"] for n, s in waits.items()} == {
+        "WaitForHosts": "$.poll_seconds",
+        "Bake": "$.poll.bake",
+    }
     for name, state in waits.items():
-        assert state["SecondsPath"] == "$.poll_seconds", name
         for key in ("Seconds", "Timestamp", "TimestampPath"):
             assert key not in state, name
 
@@ -175,10 +191,12 @@ def test_route_covers_every_poll_state(states: dict[str, dict[str, Any]]) -> Non
     assert all(r["Variable"] == "$.poll.state" for r in route["Choices"])
     assert rules == {
         "running": "WaitForHosts",
-        "next": "Advance",
+        "next": "Bake",
+        "rollback": "Advance",
         "done": "RecordSucceeded",
         "failed": "RecordFailed",
         "timed_out": "RecordTimedOut",
+        "cancelled": "RecordCancelled",
     }
     assert route["Default"] == "UnexpectedPollState"
 
@@ -209,7 +227,9 @@ def route(choice: dict[str, Any], document: dict[str, Any]) -> str:
     ("poll", "expected"),
     [
         ({"state": "running", "next": 3}, "WaitForHosts"),
-        ({"state": "next", "next": 4}, "Advance"),
+        ({"state": "next", "next": 4}, "Bake"),
+        ({"state": "rollback", "next": 9}, "Advance"),
+        ({"state": "cancelled", "next": 3}, "RecordCancelled"),
         ({"state": "done", "next": 9}, "RecordSucceeded"),
         ({"state": "failed", "next": 3}, "RecordFailed"),
         ({"state": "timed_out", "next": 3}, "RecordTimedOut"),
@@ -254,7 +274,8 @@ def _guaranteed_keys(definition: dict[str, Any]) -> dict[str, set[str]]:
             edges = [(state.get("Next"), out), (state.get("Default"), keys)]
             edges += [(rule["Next"], keys) for rule in state.get("Choices", [])]
             edges += [
-                (c["Next"], keys | {c["ResultPath"].split(".")[1]}) for c in state.get("Catch", [])
+                (c["Next"], keys | ({c["ResultPath"].split(".")[1]} if c["ResultPath"] else set()))
+                for c in state.get("Catch", [])
             ]
             for target, available in edges:
                 if target is None:
@@ -307,6 +328,7 @@ def test_function_arns_appear_exactly_where_expected(definition: dict[str, Any])
             assert not any(arn in value for arn in ARNS.values()), path
     assert where[ARNS["rollout_dispatch"]] == ["Dispatch"]
     assert where[ARNS["rollout_poll"]] == ["Poll"]
+    assert where[ARNS["rollout_recover"]] == ["Recover"]
     assert sorted(where[ARNS["rollout_finish"]]) == sorted(RECORD_STATES)
 
 
@@ -333,6 +355,7 @@ def test_dispatch_and_poll_payloads_and_results(states: dict[str, dict[str, Any]
     assert states["Poll"]["ResultSelector"] == {
         "state.$": "$.Payload.state",
         "next.$": "$.Payload.next",
+        "bake.$": "$.Payload.bake",
     }
 
 
@@ -343,6 +366,7 @@ def test_dispatch_and_poll_payloads_and_results(states: dict[str, dict[str, Any]
         ("RecordFailed", "failed"),
         ("RecordTimedOut", "timed_out"),
         ("RecordErrored", "errored"),
+        ("RecordCancelled", "cancelled"),
     ],
 )
 def test_each_recorder_tells_finish_its_outcome(
@@ -375,4 +399,4 @@ def test_building_does_not_share_mutable_parts_between_calls() -> None:
 def test_a_missing_function_arn_is_a_key_error() -> None:
     with pytest.raises(KeyError):
         build_definition({k: v for k, v in ARNS.items() if k != "rollout_poll"})
-    assert FUNCTIONS == ("rollout_dispatch", "rollout_poll", "rollout_finish")
+    assert FUNCTIONS == ("rollout_dispatch", "rollout_poll", "rollout_finish", "rollout_recover")

@@ -127,4 +127,20 @@ def test_plan_serialises_chunks_for_the_state_machine() -> None:
         "chunks": [["i-0000", "i-0001"]],
         "timeout": 900,
         "batch": 0,
+        "bake": 0,
     }
+    assert data["rollback"]["command"] == "rollback"
+    assert data["rollback"]["hosts"] == ["i-0000", "i-0001"]
+
+
+def test_bakes_between_batches_but_not_after_the_last() -> None:
+    plan = plan_rollout(fleet(5), RolloutPolicy(batch_size=BatchSize(2), bake_seconds=30))
+    verifies = [s for s in plan.steps if s.command is HostCommand.VERIFY]
+    assert [s.bake_seconds for s in verifies] == [30, 30, 0]
+
+
+def test_rollback_covers_every_targeted_host_in_plan_order() -> None:
+    plan = plan_rollout(fleet(7), RolloutPolicy(batch_size=BatchSize(3)))
+    assert plan.rollback.command is HostCommand.ROLLBACK
+    assert plan.rollback.hosts == plan.steps[0].hosts
+    assert HostCommand.ROLLBACK not in commands(plan)

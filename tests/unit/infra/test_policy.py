@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib.statemachine import FUNCTIONS
 from infra import template
 
 POLICY = Path(template.__file__).resolve().parents[1] / ".chalice" / "policy-dev.json"
@@ -156,7 +157,7 @@ def test_logs_only_into_the_functions_log_groups(statements: list[dict[str, Any]
         for r in merged["Resources"].values()
         if r.get("Type") == "AWS::Logs::LogGroup"
     ]
-    assert len(groups) == 4
+    assert len(groups) == len(FUNCTIONS) + 1  # the API handler and each task function
     for group in groups:
         stream = arn("logs", f"log-group:{group}:log-stream:2025/01/01/[$LATEST]abc")
         assert allowed(statements, "logs:PutLogEvents", stream)

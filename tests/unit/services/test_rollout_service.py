@@ -303,7 +303,7 @@ def test_dispatch_retried_for_the_same_step_does_not_send_the_commands_again(
 def test_poll_is_running_while_no_host_has_answered(world: World) -> None:
     wave = world.dispatch(0)
     world.clock.advance(5)
-    assert world.poll(wave) == {"state": "running", "next": 0}
+    assert world.poll(wave) == {"state": "running", "next": 0, "bake": 0}
     assert world.deploy().phases["stage"]["status"] == "running"
 
 
@@ -350,7 +350,7 @@ def test_poll_after_the_deadline_times_out_hosts_that_never_answered(world: Worl
         world.commands.answer(command_id, host)
     world.clock.now = parse_iso(wave["deadline"])
     world.clock.advance(0.001)
-    assert world.poll(wave) == {"state": "timed_out", "next": 0}
+    assert world.poll(wave) == {"state": "timed_out", "next": 0, "bake": 0}
     rows = {r.instance_id: r for r in world.results.for_deploy(world.deploy_id)}
     assert [rows[h].status for h in hosts] == [HostStatus.SUCCEEDED] * 3 + [
         HostStatus.TIMED_OUT
@@ -384,7 +384,8 @@ def test_verify_host_exiting_0_with_another_revision_fails_with_a_detail(world: 
     liar = world.steps[cursor]["hosts"][1]
     world.commands.answer(command_id, liar, stdout=f"REVISION={OTHER_SHA}\n", exit_code=0)
     world.clock.advance(5)
-    assert world.poll(wave) == {"state": "failed", "next": cursor}
+    # a batch that switched and failed verification rolls every host back
+    assert world.poll(wave) == {"state": "rollback", "next": len(world.steps), "bake": 0}
     row = world.results.row(world.deploy_id, liar, cursor)
     assert row.status is HostStatus.FAILED
     assert row.exit_code == 0
@@ -407,7 +408,8 @@ def test_verify_needs_the_revision_as_a_whole_line(world: World, stdout: str) ->
     cursor = cursor_of(world, "verify", batch=1)
     wave = world.dispatch(cursor)
     world.commands.answer_all(wave["command_ids"], stdout=stdout)
-    assert world.poll(wave)["state"] == "failed"
+    assert world.poll(wave)["state"] == "rollback"  # the batch switched, so it rolls back
+    assert world.deploy().error["kind"] == "failed"  # type: ignore[index]
 
 
 def test_verify_accepts_the_revision_line_among_other_output(world: World) -> None:
@@ -451,7 +453,7 @@ def test_a_failed_host_records_the_error_evidence(world: World) -> None:
     )
     world.commands.answer(command_id, hosts[4], HostStatus.FAILED, exit_code=3)
     world.clock.advance(42)
-    assert world.poll(wave) == {"state": "failed", "next": 0}
+    assert world.poll(wave) == {"state": "failed", "next": 0, "bake": 0}
     error = world.deploy().error
     assert error is not None
     assert error["phase"] == "staging"
@@ -493,7 +495,7 @@ def test_ok_on_a_middle_step_returns_next_with_the_cursor_plus_one(world: World)
     wave = world.dispatch(cursor)
     world.answer_ok(wave)
     world.clock.advance(7.5)
-    assert world.poll(wave) == {"state": "next", "next": cursor + 1}
+    assert world.poll(wave) == {"state": "next", "next": cursor + 1, "bake": 0}
     deploy = world.deploy()
     assert deploy.error is None
     assert deploy.phases["batch-1.switch"]["status"] == "succeeded"
@@ -508,7 +510,7 @@ def test_ok_on_the_last_step_returns_done(world: World) -> None:
     assert world.steps[last]["command"] == "post_migrate"
     wave = world.dispatch(last)
     world.answer_ok(wave)
-    assert world.poll(wave) == {"state": "done", "next": last + 1}
+    assert world.poll(wave) == {"state": "done", "next": last + 1, "bake": 0}
 
 
 def test_poll_finishing_before_the_deadline_need_not_wait_for_it(world: World) -> None:
@@ -531,7 +533,7 @@ def test_poll_retried_after_an_answer_overwrites_the_host_rows(world: World) -> 
     world.answer_ok(wave)
     first = world.poll(wave)
     second = world.poll(wave)
-    assert first == second == {"state": "next", "next": 1}
+    assert first == second == {"state": "next", "next": 1, "bake": 0}
     assert len(list(world.results.for_deploy(world.deploy_id))) == 5
 
 
@@ -548,7 +550,7 @@ def test_a_whole_rollout_runs_every_step_once_and_succeeds(world: World) -> None
         if result["state"] != "next":
             break
         cursor = result["next"]
-    assert result == {"state": "done", "next": len(world.steps)}
+    assert result == {"state": "done", "next": len(world.steps), "bake": 0}
     assert labels == [
         "stage",
         "migrate",
@@ -655,7 +657,12 @@ def test_finish_errored_records_the_cause(world: World) -> None:
     world.finish("errored", error={"Error": "AwsError", "Cause": cause})
     deploy = world.deploy()
     assert deploy.status is DeployStatus.ERRORED
-    assert deploy.error == {"phase": "staging", "message": cause, "error": "AwsError"}
+    assert deploy.error == {
+        "kind": "errored",
+        "phase": "staging",
+        "message": cause,
+        "error": "AwsError",
+    }
 
 
 def test_finish_errored_keeps_only_the_end_of_a_long_cause(world: World) -> None:
@@ -667,7 +674,12 @@ def test_finish_errored_keeps_only_the_end_of_a_long_cause(world: World) -> None
 
 def test_finish_errored_without_an_error_says_so(world: World) -> None:
     world.finish("errored")
-    assert world.deploy().error == {"phase": "pending", "message": "rollout errored", "error": ""}
+    assert world.deploy().error == {
+        "kind": "errored",
+        "phase": "pending",
+        "message": "rollout errored",
+        "error": "",
+    }
 
 
 def test_finish_errored_keeps_a_host_failure_already_recorded(world: World) -> None:
@@ -676,12 +688,15 @@ def test_finish_errored_keeps_a_host_failure_already_recorded(world: World) -> N
     world.poll(wave)
     recorded = world.deploy().error
     world.finish("errored", error={"Error": "Lambda.Unknown", "Cause": "boom"})
-    assert world.deploy().error == recorded
+    error = world.deploy().error
+    assert error is not None
+    assert (error["kind"], error["message"]) == ("errored", "boom")
+    assert error["earlier"] == recorded
 
 
 def test_finish_of_an_unknown_outcome_is_rejected(world: World) -> None:
     with pytest.raises(KeyError):
-        world.finish("cancelled")
+        world.finish("paused")
     assert world.deploy().status is DeployStatus.RUNNING
 
 
