@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -9,15 +10,17 @@ from chalice import Chalice  # type: ignore[attr-defined]
 from chalice.app import Request
 
 from chalicelib import bootstrap
-from chalicelib.domain.model import Requester
+from chalicelib.domain.model import Deploy, Requester
 from chalicelib.http import (
     DEPLOY_ID_RE,
     HttpError,
     bearer_token,
     deploy_detail,
     deploy_summary,
+    environment_view,
     error_response,
     fields,
+    flag,
     json_object,
     json_response,
     translate_errors,
@@ -49,8 +52,10 @@ def healthz() -> dict[str, str]:
 @translate_errors
 def create_deploy() -> Any:
     requester = _requester()
+    raw = json_object(_request().raw_body)
+    force = flag(raw, "force")
     body = fields(
-        json_object(_request().raw_body),
+        {k: v for k, v in raw.items() if k != "force"},
         required=("app", "environment"),
         optional=("sha", "ref", "reason"),
     )
@@ -63,7 +68,12 @@ def create_deploy() -> Any:
         ref=body.get("ref"),
         reason=body.get("reason", ""),
         requester=requester,
+        force=force,
     )
+    return _accepted(deploy, created)
+
+
+def _accepted(deploy: Deploy, created: bool) -> Any:
     location = f"/deploys/{deploy.deploy_id}"
     # 200: the same SHA is already deploying or queued there, and that deploy is the answer
     return json_response(
@@ -94,6 +104,57 @@ def list_deploys() -> Any:
     return json_response(
         200, {"deploys": [deploy_summary(d) for d in deploys], "next_cursor": cursor}
     )
+
+
+@app.route("/deploys/{deploy_id}/cancel", methods=["POST"])
+@translate_errors
+def cancel_deploy(deploy_id: str) -> Any:
+    requester = _requester()
+    if not DEPLOY_ID_RE.match(deploy_id):
+        return error_response(404, "not_found", f"no deploy {deploy_id!r}")
+    deploy = bootstrap.container().deploys.cancel(deploy_id, requester)
+    # 202: a running deploy stops at its next step boundary and rolls switched hosts back
+    return json_response(200 if deploy.status.value == "cancelled" else 202, deploy_summary(deploy))
+
+
+@app.route("/deploys/{deploy_id}/rollback", methods=["POST"])
+@translate_errors
+def rollback_deploy(deploy_id: str) -> Any:
+    requester = _requester()
+    if not DEPLOY_ID_RE.match(deploy_id):
+        return error_response(404, "not_found", f"no deploy {deploy_id!r}")
+    raw = json_object(_request().raw_body or b"{}")
+    force = flag(raw, "force")
+    body = fields({k: v for k, v in raw.items() if k != "force"}, (), ("reason",))
+    deploy, created = bootstrap.container().deploys.rollback(
+        deploy_id, requester, reason=body.get("reason", ""), force=force
+    )
+    return _accepted(deploy, created)
+
+
+@app.route("/environments/{app_name}/{environment}", methods=["GET"])
+@translate_errors
+def get_environment(app_name: str, environment: str) -> Any:
+    _requester()
+    state = bootstrap.container().deploys.environment_state(app_name, environment)
+    return json_response(200, environment_view(state, time.time()))
+
+
+@app.route("/environments/{app_name}/{environment}/lock", methods=["PUT"])
+@translate_errors
+def freeze_environment(app_name: str, environment: str) -> Any:
+    requester = _requester()
+    body = fields(json_object(_request().raw_body), ("reason",), ())
+    state = bootstrap.container().deploys.freeze(app_name, environment, body["reason"], requester)
+    return json_response(200, environment_view(state, time.time()))
+
+
+@app.route("/environments/{app_name}/{environment}/lock", methods=["DELETE"])
+@translate_errors
+def unfreeze_environment(app_name: str, environment: str) -> Any:
+    requester = _requester()
+    state = bootstrap.container().deploys.unfreeze(app_name, environment, requester)
+    return json_response(200, environment_view(state, time.time()))
 
 
 @app.route("/deploys/{deploy_id}", methods=["GET"])
@@ -150,6 +211,11 @@ def rollout_poll(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @app.lambda_function(name="rollout_recover")
 def rollout_recover(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return bootstrap.container().rollout.recover(event)
+
+
+@app.schedule("rate(1 minute)", name="reconcile")
+def reconcile(event: Any) -> list[dict[str, str]]:
+    return bootstrap.container().reconciler.run()
 
 
 @app.lambda_function(name="rollout_finish")

@@ -16,6 +16,7 @@ from .adapters.metrics import DeployMetricsPublisher
 from .adapters.secrets import ApiTokens, WebhookSecrets
 from .config import PipelineConfig, Settings, load_pipeline
 from .services.deploys import DeployService
+from .services.reconcile import Reconciler
 from .services.rollout import RolloutService
 from .services.webhooks import WebhookService
 
@@ -66,6 +67,16 @@ class Container:
             refs=GitRefs(),
             poll_seconds=self.settings.poll_seconds,
             lease_seconds=self.settings.lease_seconds,
+        )
+
+    @cached_property
+    def reconciler(self) -> Reconciler:
+        return Reconciler(
+            pipeline=self.pipeline,
+            deploys=self.deploy_repository,
+            lifecycle=self.deploys,
+            executions=self.deploys.executions,
+            poll_seconds=self.settings.poll_seconds,
         )
 
     @cached_property

@@ -12,6 +12,7 @@ from chalice import Response  # type: ignore[attr-defined]
 
 from .adapters.aws import AwsError
 from .adapters.secrets import SecretsError
+from .domain.environment import EnvironmentState
 from .domain.errors import (
     ConfigError,
     ConflictError,
@@ -115,6 +116,30 @@ def fields(
     return out
 
 
+def flag(body: Mapping[str, Any], name: str) -> bool:
+    """An optional boolean field (default False); anything but true/false is a 422."""
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise HttpError(422, "invalid", f"field {name!r} must be true or false")
+    return value
+
+
+def environment_view(state: EnvironmentState, now: float) -> dict[str, Any]:
+    return {
+        "app": state.app,
+        "environment": state.environment,
+        "current_sha": state.current_sha,
+        "current_deploy_id": state.current_deploy_id,
+        "running_deploy_id": state.holder(now),
+        "queued_deploy_id": state.queued_deploy_id,
+        "frozen": state.frozen,
+        "frozen_reason": state.frozen_reason,
+        "frozen_by": state.frozen_by,
+        "frozen_at": state.frozen_at,
+        "audit": list(state.audit),
+    }
+
+
 def bearer_token(headers: Mapping[str, str]) -> str | None:
     value = headers.get("authorization") or ""
     scheme, _, token = value.partition(" ")
@@ -138,6 +163,10 @@ def deploy_summary(deploy: Deploy) -> dict[str, Any]:
         "created_at": deploy.created_at,
         "started_at": deploy.started_at,
         "finished_at": deploy.finished_at,
+        "force": deploy.force,
+        "rollback_of": deploy.rollback_of,
+        "superseded_by": deploy.superseded_by,
+        "cancel_requested_by": deploy.cancel_requested_by,
     }
 
 

@@ -133,7 +133,10 @@ def build_definition(function_arns: Mapping[str, str]) -> dict[str, Any]:
             },
             "RecoverRoute": {
                 "Type": "Choice",
-                "Choices": [choice("rollback", "Advance")],
+                "Choices": [
+                    choice("rollback", "Advance"),
+                    choice("cancelled", "RecordCancelled"),
+                ],
                 "Default": "RecordErrored",
             },
             "RecordSucceeded": _finish(finish, "succeeded", "End"),

@@ -3,13 +3,14 @@
 Each patch changes the simulated world, never Roadie's code:
 - Lambda invocations of our functions run the Chalice handlers in-process;
 - ``SendCommand`` with only instance ids targets only those instances (moto fans out to all);
-- Step Functions Wait states are scaled down so a local rollout polls fast.
+- Step Functions Wait states and Retry intervals are scaled down so a local rollout polls fast.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 import traceback
 import uuid
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from typing import Any
 
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.ssm.models import Command
+from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import (
     WaitFunction,
 )
@@ -89,6 +91,17 @@ def _targets_only(self: Command) -> list[str]:
     return _original_targets(self)
 
 
+class _ScaledTime:
+    """Stands in for the ``time`` module inside moto's retrier: sleeps are scaled."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        time.sleep(seconds * _wait_scale["value"])
+
+
 def _scaled_wait(self: WaitFunction, env: Any, wait_seconds: int) -> None:
     if wait_seconds > 0:
         env.program_state_event.wait(wait_seconds * _wait_scale["value"])
@@ -105,6 +118,7 @@ def install() -> None:
     LambdaSimpleBackend.invoke = _invoke  # type: ignore[method-assign]
     Command._get_instance_ids_from_targets = _targets_only  # type: ignore[method-assign]
     WaitFunction._wait_interval = _scaled_wait  # type: ignore[method-assign]
+    retrier_decl.time = _ScaledTime()  # type: ignore[assignment]
     logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     _installed = True

@@ -16,6 +16,7 @@ from typing import Any
 
 from pynamodb.attributes import (
     BooleanAttribute,
+    ListAttribute,
     MapAttribute,
     NumberAttribute,
     UnicodeAttribute,
@@ -141,6 +142,7 @@ class EnvironmentModel(Model):
     frozen_reason = UnicodeAttribute(null=True)
     frozen_by = UnicodeAttribute(null=True)
     frozen_at = UnicodeAttribute(null=True)
+    audit = ListAttribute(null=True)  # type: ignore[var-annotated]
     updated_at = UnicodeAttribute(null=True)
     version = VersionAttribute()
 
@@ -156,6 +158,7 @@ _ENV_FIELDS = (
     "frozen_reason",
     "frozen_by",
     "frozen_at",
+    "audit",
 )
 
 
@@ -289,12 +292,9 @@ class DeployRepository:
             item = EnvironmentModel.get(env_key(app, environment), consistent_read=True)
         except DoesNotExist:
             return EnvironmentState(app, environment)
-        return EnvironmentState(
-            app=app,
-            environment=environment,
-            **{name: getattr(item, name) for name in _ENV_FIELDS},
-            version=item.version,
-        )
+        values = {name: getattr(item, name) for name in _ENV_FIELDS}
+        values["audit"] = tuple(_plain(entry) for entry in (item.audit or []))
+        return EnvironmentState(app=app, environment=environment, **values, version=item.version)
 
     def write_environment(
         self, seen: EnvironmentState, new: EnvironmentState, *, new_deploy: Deploy | None = None
@@ -306,6 +306,8 @@ class DeployRepository:
             before, after = getattr(seen, name), getattr(new, name)
             if before != after:
                 attr = getattr(EnvironmentModel, name)
+                if name == "audit":
+                    after = [dict(entry) for entry in after] or None
                 actions.append(attr.remove() if after is None else attr.set(after))
         actions.append(EnvironmentModel.updated_at.set(datetime.now(UTC).isoformat()))
         item = EnvironmentModel(env_key(seen.app, seen.environment))

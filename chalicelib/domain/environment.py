@@ -27,6 +27,7 @@ class EnvironmentState:
     frozen_reason: str | None = None
     frozen_by: str | None = None
     frozen_at: str | None = None
+    audit: tuple[dict[str, str], ...] = ()  # freeze/unfreeze/cancel, newest last
     version: int | None = None
 
     def holder(self, now: float) -> str | None:
@@ -96,6 +97,14 @@ def release(state: EnvironmentState, deploy_id: str) -> Release:
     if state.queued_deploy_id and not state.frozen:
         return Release(held=True, promoted_deploy_id=state.queued_deploy_id)
     return Release(held=True)
+
+
+AUDIT_KEEP = 50
+
+
+def audited(state: EnvironmentState, **event: str) -> EnvironmentState:
+    """``state`` with one more audit entry (the last ``AUDIT_KEEP`` are kept)."""
+    return replace(state, audit=(*state.audit, dict(event))[-AUDIT_KEEP:])
 
 
 def promotable(state: EnvironmentState, now: float) -> str | None:

@@ -11,7 +11,15 @@ from datetime import datetime
 from typing import Any
 
 from ..config import AppConfig, EnvironmentConfig, PipelineConfig
-from ..domain.environment import AdmissionKind, admit, release, with_lock
+from ..domain.environment import (
+    AdmissionKind,
+    EnvironmentState,
+    admit,
+    audited,
+    promotable,
+    release,
+    with_lock,
+)
 from ..domain.errors import ConflictError, PlanningError, RoadieError, ValidationError
 from ..domain.lifecycle import check_transition
 from ..domain.model import (
@@ -71,7 +79,7 @@ class LeaseLostError(RoadieError):
     code = "lease_lost"
 
 
-ADMISSION_ATTEMPTS = 25
+ADMISSION_ATTEMPTS = 60  # optimistic retries on the environment item under contention
 
 
 @dataclass
@@ -150,7 +158,7 @@ class DeployService:
             try:
                 self.deploys.write_environment(seen, new_state, new_deploy=deploy)
             except ConflictError:
-                time.sleep(random.uniform(0.005, 0.02 * (attempt + 1)))
+                time.sleep(random.uniform(0.005, min(0.02 * (attempt + 1), 0.25)))
                 continue
             if decision.superseded_deploy_id:
                 self._supersede(decision.superseded_deploy_id, deploy_id)
@@ -237,7 +245,7 @@ class DeployService:
             try:
                 self.deploys.write_environment(seen, new)
             except ConflictError:
-                time.sleep(random.uniform(0.005, 0.02 * (attempt + 1)))
+                time.sleep(random.uniform(0.005, min(0.02 * (attempt + 1), 0.25)))
                 continue
             if promoted:
                 self.launch(promoted)
@@ -254,10 +262,145 @@ class DeployService:
             try:
                 self.deploys.write_environment(seen, replace(seen, lock_expires_at=expires))
             except ConflictError:
-                time.sleep(random.uniform(0.005, 0.02 * (attempt + 1)))
+                time.sleep(random.uniform(0.005, min(0.02 * (attempt + 1), 0.25)))
                 continue
             return
         raise ConflictError(f"could not renew the lease of {deploy.deploy_id}; retry")
+
+    def cancel(self, deploy_id: str, by: Requester) -> Deploy:
+        """Cancel a queued deploy at once; ask a running one to stop at its next step boundary
+        (it rolls switched hosts back and ends ``cancelled``)."""
+        for attempt in range(ADMISSION_ATTEMPTS):
+            deploy = self.deploys.get(deploy_id)
+            now = self.clock()
+            if deploy.status is DeployStatus.RUNNING:
+
+                def ask(d: Deploy, stamp: str = iso(now)) -> None:
+                    if d.status is DeployStatus.RUNNING and not d.cancel_requested_by:
+                        d.cancel_requested_by = by.name
+                        d.updated_at = stamp
+
+                return self.deploys.mutate(deploy_id, ask)
+            if deploy.status is not DeployStatus.QUEUED:
+                raise ConflictError(f"deploy {deploy_id} already ended as {deploy.status.value}")
+            seen = self.deploys.environment(deploy.app, deploy.environment)
+            if seen.queued_deploy_id != deploy_id:
+                continue  # promoted or superseded meanwhile: look again
+            new = audited(
+                replace(seen, queued_deploy_id=None, queued_sha=None),
+                at=iso(now),
+                by=by.name,
+                action="cancel",
+                deploy_id=deploy_id,
+            )
+            try:
+                self.deploys.write_environment(seen, new)
+            except ConflictError:
+                time.sleep(random.uniform(0.005, min(0.02 * (attempt + 1), 0.25)))
+                continue
+
+            def cancelled(d: Deploy, stamp: str = iso(now)) -> None:
+                d.status = DeployStatus.CANCELLED
+                d.cancel_requested_by = by.name
+                d.finished_at = d.updated_at = stamp
+
+            return self.deploys.mutate(deploy_id, cancelled)
+        raise ConflictError(f"could not cancel {deploy_id} right now; retry")
+
+    def rollback(
+        self, deploy_id: str, by: Requester, *, reason: str = "", force: bool = False
+    ) -> tuple[Deploy, bool]:
+        """Deploy the release that was live before ``deploy_id``: the newest earlier successful
+        deploy of that environment with another SHA, through the normal path."""
+        target = self.deploys.get(deploy_id)
+        good = self._previous_good(target)
+        if good is None:
+            raise ConflictError(
+                f"no successful release of {target.app}/{target.environment} before {deploy_id}"
+            )
+        note = f"rollback of {deploy_id} to {good.sha[:12]} (deploy {good.deploy_id})"
+        return self.request(
+            app=target.app,
+            environment=target.environment,
+            requester=by,
+            sha=good.sha,
+            reason=f"{note}: {reason}" if reason else note,
+            force=force,
+            rollback_of=deploy_id,
+        )
+
+    def _previous_good(self, target: Deploy) -> Deploy | None:
+        cursor = None
+        while True:
+            page, cursor = self.deploys.list(
+                app=target.app,
+                environment=target.environment,
+                status=DeployStatus.SUCCEEDED.value,
+                limit=100,
+                cursor=cursor,
+            )
+            for deploy in page:
+                if deploy.created_at < target.created_at and deploy.sha != target.sha:
+                    return deploy
+            if cursor is None:
+                return None
+
+    def environment_state(self, app: str, environment: str) -> EnvironmentState:
+        self.pipeline.environment(app, environment)
+        return self.deploys.environment(app, environment)
+
+    def freeze(self, app: str, environment: str, reason: str, by: Requester) -> EnvironmentState:
+        """Stop deploys (pushes are recorded and queued) until unfrozen; ``force`` overrides."""
+        self.pipeline.environment(app, environment)
+        if not reason.strip() or len(reason) > MAX_REASON:
+            raise ValidationError(f"a freeze needs a reason of 1..{MAX_REASON} characters")
+        for attempt in range(ADMISSION_ATTEMPTS):
+            seen = self.deploys.environment(app, environment)
+            now = iso(self.clock())
+            new = audited(
+                replace(seen, frozen_reason=reason, frozen_by=by.name, frozen_at=now),
+                at=now,
+                by=by.name,
+                action="freeze",
+                reason=reason,
+            )
+            try:
+                self.deploys.write_environment(seen, new)
+            except ConflictError:
+                time.sleep(random.uniform(0.005, min(0.02 * (attempt + 1), 0.25)))
+                continue
+            return new
+        raise ConflictError(f"could not freeze {app}/{environment} right now; retry")
+
+    def unfreeze(self, app: str, environment: str, by: Requester) -> EnvironmentState:
+        """Lift the freeze; the newest deploy queued meanwhile starts."""
+        self.pipeline.environment(app, environment)
+        for attempt in range(ADMISSION_ATTEMPTS):
+            seen = self.deploys.environment(app, environment)
+            now = self.clock()
+            new = audited(
+                replace(seen, frozen_reason=None, frozen_by=None, frozen_at=None),
+                at=iso(now),
+                by=by.name,
+                action="unfreeze",
+            )
+            promoted = promotable(new, now.timestamp())
+            if promoted:
+                new = with_lock(
+                    replace(new, queued_deploy_id=None, queued_sha=None),
+                    promoted,
+                    seen.queued_sha or "",
+                    int(now.timestamp()) + self.lease_seconds,
+                )
+            try:
+                self.deploys.write_environment(seen, new)
+            except ConflictError:
+                time.sleep(random.uniform(0.005, min(0.02 * (attempt + 1), 0.25)))
+                continue
+            if promoted:
+                self.launch(promoted)
+            return self.deploys.environment(app, environment)
+        raise ConflictError(f"could not unfreeze {app}/{environment} right now; retry")
 
     def _supersede(self, deploy_id: str, by: str) -> None:
         now = iso(self.clock())

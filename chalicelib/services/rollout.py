@@ -11,11 +11,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from ..domain.errors import RoadieError
 from ..domain.lifecycle import check_transition, is_active
 from ..domain.model import Deploy, DeployStatus, HostCommand, HostResult, HostStatus, Phase
 from .clock import iso, parse_iso, utcnow
 from .deploys import DeployService
 from .ports import DeployMetrics, DeployStore, HostCommandRunner, HostResultStore
+
+
+class CancelRequestedError(RoadieError):
+    """Raised by dispatch instead of sending the next step of a cancelled deploy."""
+
+    code = "cancel_requested"
+
 
 TAIL_CHARS = 2000  # of each host's stdout/stderr kept in the record
 # How long SSM may take to deliver a command, on top of the phase's execution timeout.
@@ -93,6 +101,8 @@ class RolloutService:
         command = HostCommand(step["command"])
         timeout = int(step["timeout"])
         deploy = self.deploys.get(deploy_id)
+        if deploy.cancel_requested_by and command is not HostCommand.ROLLBACK:
+            raise CancelRequestedError(f"cancel requested by {deploy.cancel_requested_by}")
         self.lifecycle.renew(deploy)
         sent = deploy.phases.get(step_label(step), {})
         if sent.get("cursor") == cursor and sent.get("command_ids"):
@@ -272,6 +282,11 @@ class RolloutService:
         cursor = int(event.get("cursor", 0))
         deploy = self.deploys.get(deploy_id)
         rolling_back = deploy.phase is Phase.ROLLING_BACK or cursor >= len(plan["steps"])
+        if deploy.cancel_requested_by and not rolling_back:
+            # a cancel stops the rollout before its next step; switched hosts go back
+            if cursor >= first_switch(plan):
+                return {"state": "rollback", "next": len(plan["steps"]), "bake": 0}
+            return {"state": "cancelled", "next": cursor, "bake": 0}
         if rolling_back or cursor < first_switch(plan):
             return {"state": "errored", "next": cursor, "bake": 0}
         now = iso(self.clock())

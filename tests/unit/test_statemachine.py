@@ -129,7 +129,7 @@ def test_the_loop_catches_everything_into_recover_and_recover_into_record_errore
 
 def test_recover_rolls_back_or_records_errored(states: dict[str, dict[str, Any]]) -> None:
     rules = {r["StringEquals"]: r["Next"] for r in states["RecoverRoute"]["Choices"]}
-    assert rules == {"rollback": "Advance"}
+    assert rules == {"rollback": "Advance", "cancelled": "RecordCancelled"}
     assert states["RecoverRoute"]["Default"] == "RecordErrored"
 
 

@@ -1,0 +1,111 @@
+"""Reconciliation: no deploy can hang an environment forever.
+
+Run on a schedule (and safe to run any time). For each environment someone holds or waits for:
+- the holder already ended (a finish that never released): release, start the queued one;
+- the holder's execution is no longer running (stopped, failed, timed out) while the record
+  says running: if hosts may have switched, start a recovery execution that rolls every host
+  back (ends ``rolled_back``, cause recorded); otherwise end it ``errored``;
+- the holder's lease expired with no execution at all: end it ``errored``;
+- nobody holds the lock but a deploy is queued (and not frozen): start it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from ..config import PipelineConfig
+from ..domain.environment import promotable, with_lock
+from ..domain.lifecycle import is_active
+from ..domain.model import Deploy, DeployStatus, HostCommand, Phase
+from ..domain.rollout import Step
+from .clock import iso, utcnow
+from .deploys import DeployService, document_parameters
+from .ports import DeployStore, Orchestrator
+
+NOTHING_SWITCHED = (Phase.PENDING, Phase.STAGING)
+
+
+@dataclass
+class Reconciler:
+    pipeline: PipelineConfig
+    deploys: DeployStore
+    lifecycle: DeployService
+    executions: Orchestrator
+    poll_seconds: int
+    clock: Callable[[], datetime] = utcnow
+
+    def run(self) -> list[dict[str, str]]:
+        """Fix what needs fixing; returns what was done (for logs and tests)."""
+        actions: list[dict[str, str]] = []
+        for env in self.deploys.locked_environments():
+            now = self.clock()
+            holder = env.lock_deploy_id
+            if holder is None:
+                queued = promotable(env, now.timestamp())
+                if queued:
+                    self._start_queued(env.app, env.environment, queued)
+                    actions.append({"deploy_id": queued, "action": "started queued deploy"})
+                continue
+            deploy = self.deploys.get(holder)
+            if not is_active(deploy.status):
+                self.lifecycle.end(deploy)
+                actions.append({"deploy_id": holder, "action": "released a finished deploy"})
+                continue
+            status = self.executions.status(deploy.execution_arn) if deploy.execution_arn else None
+            expired = env.holder(now.timestamp()) is None
+            if status == "RUNNING" or (status is None and not expired):
+                continue
+            actions.append({"deploy_id": holder, "action": self._recover(deploy, status)})
+        return actions
+
+    def _start_queued(self, app: str, environment: str, deploy_id: str) -> None:
+        seen = self.deploys.environment(app, environment)
+        if seen.queued_deploy_id != deploy_id or seen.lock_deploy_id:
+            return
+        expires = int(self.clock().timestamp()) + self.lifecycle.lease_seconds
+        new = with_lock(seen, deploy_id, seen.queued_sha or "", expires)
+        self.deploys.write_environment(seen, replace(new, queued_deploy_id=None, queued_sha=None))
+        self.lifecycle.launch(deploy_id)
+
+    def _recover(self, deploy: Deploy, execution_status: str | None) -> str:
+        what = f"its execution is {execution_status}" if execution_status else "its lease expired"
+        now = iso(self.clock())
+        if deploy.phase in NOTHING_SWITCHED or deploy.execution_arn is None:
+
+            def errored(d: Deploy) -> None:
+                if is_active(d.status):
+                    d.status = DeployStatus.ERRORED
+                    d.finished_at = d.updated_at = now
+                    d.error = {"kind": "errored", "phase": d.phase.value, "message": what}
+
+            self.lifecycle.end(self.deploys.mutate(deploy.deploy_id, errored))
+            return f"ended errored: {what}"
+        app, env = self.pipeline.environment(deploy.app, deploy.environment)
+        hosts = tuple(str(h) for h in deploy.plan.get("hosts", []))  # type: ignore[attr-defined]
+        rollback = Step(HostCommand.ROLLBACK, hosts, env.policy.timeouts.rollback)
+        execution_input: dict[str, Any] = {
+            "deploy_id": deploy.deploy_id,
+            "cursor": 0,
+            "poll_seconds": self.poll_seconds,
+            "plan": {"steps": [], "rollback": rollback.to_dict()},
+            "parameters": document_parameters(app, deploy.sha, deploy.previous_sha),
+        }
+        attempt = sum(1 for key in deploy.phases if key.startswith("recovery")) + 1
+        arn = self.executions.start(f"{deploy.deploy_id}-recovery-{attempt}", execution_input)
+
+        def recovering(d: Deploy) -> None:
+            d.error = {
+                "kind": "errored",
+                "phase": d.phase.value,
+                "message": f"{what}; rolling every host back",
+                **({"earlier": d.error} if d.error else {}),
+            }
+            d.phases[f"recovery-{attempt}"] = {"execution": arn, "started_at": now}
+            d.execution_arn = arn
+            d.updated_at = now
+
+        self.deploys.mutate(deploy.deploy_id, recovering)
+        return f"rolling back: {what}"
