@@ -171,7 +171,10 @@ def _webhook(provider: str) -> Any:
     request = _request()
     raw = request.raw_body or b""
     answer = bootstrap.container().webhooks.receive(
-        provider, raw if isinstance(raw, bytes) else raw.encode(), dict(request.headers)
+        provider,
+        raw if isinstance(raw, bytes) else raw.encode(),
+        dict(request.headers),
+        app.lambda_context,
     )
     return json_response(answer.status, answer.body)
 

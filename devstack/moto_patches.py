@@ -3,13 +3,18 @@
 Each patch changes the simulated world, never Roadie's code:
 - Lambda invocations of our functions run the Chalice handlers in-process;
 - ``SendCommand`` with only instance ids targets only those instances (moto fans out to all);
-- Step Functions Wait states and Retry intervals are scaled down so a local rollout polls fast.
+- Step Functions Wait states and Retry intervals are scaled down so a local rollout polls fast;
+- the Step Functions interpreter reuses its Lambda client instead of building one per Task;
+- DynamoDB calls are serialised: moto's backend is not thread-safe (a transaction deep-copies
+  whole tables while other request threads write to them: "dictionary changed size during
+  iteration"), whereas the real service is.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import traceback
 import uuid
@@ -17,8 +22,10 @@ from collections.abc import Callable
 from typing import Any
 
 from moto.awslambda_simple.models import LambdaSimpleBackend
+from moto.dynamodb.models import DynamoDBBackend
 from moto.ssm.models import Command
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import (
     WaitFunction,
 )
@@ -102,12 +109,43 @@ class _ScaledTime:
         time.sleep(seconds * _wait_scale["value"])
 
 
+_clients: dict[tuple[str, str], Any] = {}
+_clients_lock = threading.Lock()
+
+
+def _cached_client(region: str, service: str, state_credentials: Any = None) -> Any:
+    with _clients_lock:
+        key = (region, service)
+        if key not in _clients:
+            _clients[key] = _original_client_for(region, service, state_credentials)
+        return _clients[key]
+
+
+_dynamodb_lock = threading.RLock()
+
+
+def _serialised(method: Callable[..., Any]) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with _dynamodb_lock:
+            return method(*args, **kwargs)
+
+    call.__wrapped__ = method  # type: ignore[attr-defined]
+    return call
+
+
+def _serialise_dynamodb() -> None:
+    for name, member in list(vars(DynamoDBBackend).items()):
+        if callable(member) and not name.startswith("_"):
+            setattr(DynamoDBBackend, name, _serialised(member))
+
+
 def _scaled_wait(self: WaitFunction, env: Any, wait_seconds: int) -> None:
     if wait_seconds > 0:
         env.program_state_event.wait(wait_seconds * _wait_scale["value"])
 
 
 _original_invoke = LambdaSimpleBackend.invoke
+_original_client_for = lambda_eval_utils.boto_client_for
 _original_targets = Command._get_instance_ids_from_targets
 
 
@@ -119,6 +157,8 @@ def install() -> None:
     Command._get_instance_ids_from_targets = _targets_only  # type: ignore[method-assign]
     WaitFunction._wait_interval = _scaled_wait  # type: ignore[method-assign]
     retrier_decl.time = _ScaledTime()  # type: ignore[assignment]
+    lambda_eval_utils.boto_client_for = _cached_client
+    _serialise_dynamodb()
     logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     _installed = True

@@ -176,6 +176,18 @@ def _is_condition_failure(exc: Exception) -> bool:
 MODELS: tuple[type[Model], ...] = (DeployModel, HostResultModel, EnvironmentModel)
 
 
+_connection: Connection | None = None
+
+
+def _transactions() -> Connection:
+    """One PynamoDB connection for transactions (building one costs a botocore session)."""
+    global _connection
+    region = getattr(DeployModel.Meta, "region", None)
+    if _connection is None or _connection.region != region:
+        _connection = Connection(region=region)
+    return _connection
+
+
 def configure(table_names: dict[type[Model], str], region: str) -> None:
     """Point the models at this stage's tables (called once by the composition root)."""
     for model, name in table_names.items():
@@ -317,8 +329,7 @@ class DeployRepository:
             if new_deploy is None:
                 item.update(actions=actions)
                 return
-            region = getattr(DeployModel.Meta, "region", None)
-            with TransactWrite(connection=Connection(region=region)) as tx:
+            with TransactWrite(connection=_transactions()) as tx:
                 tx.save(_to_item(new_deploy), condition=DeployModel.deploy_id.does_not_exist())
                 tx.update(item, actions=actions)
         except (UpdateError, TransactWriteError) as exc:

@@ -63,7 +63,18 @@ class Deliveries:
         )
         self._wait = in_progress_wait_seconds
 
-    def once(self, key: str, body_sha256: str, handler: Callable[[], dict[str, Any]]) -> Any:
+    def once(
+        self,
+        key: str,
+        body_sha256: str,
+        handler: Callable[[], dict[str, Any]],
+        lambda_context: Any = None,
+    ) -> Any:
+        """Run ``handler`` once for ``key``. With the Lambda context, a delivery whose Lambda
+        died mid-way counts as in progress only until that invocation's timeout."""
+        if lambda_context is not None:
+            self._config.register_lambda_context(lambda_context)
+
         @idempotent_function(
             data_keyword_argument="delivery",
             persistence_store=self._store,

@@ -71,4 +71,10 @@ class SecretSource(Protocol):
 
 
 class DeliveryLog(Protocol):
-    def once(self, key: str, body_sha256: str, handler: Callable[[], dict[str, Any]]) -> Any: ...
+    def once(
+        self,
+        key: str,
+        body_sha256: str,
+        handler: Callable[[], dict[str, Any]],
+        lambda_context: Any = None,
+    ) -> Any: ...

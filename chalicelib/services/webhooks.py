@@ -51,7 +51,9 @@ class WebhookService:
     deploys: DeployService
     allow_github_sha1: bool = False
 
-    def receive(self, provider: str, body: bytes, headers: Mapping[str, str]) -> Answer:
+    def receive(
+        self, provider: str, body: bytes, headers: Mapping[str, str], lambda_context: Any = None
+    ) -> Answer:
         if provider not in PROVIDERS:
             raise UnknownProviderError(f"unknown webhook provider {provider!r}")
         if len(body) > MAX_BODY_BYTES:
@@ -60,7 +62,7 @@ class WebhookService:
         event = parse(provider, body, headers)
         key = f"{provider}:{event.delivery_id}"
         digest = hashlib.sha256(body).hexdigest()
-        stored = self.deliveries.once(key, digest, lambda: self._act(event))
+        stored = self.deliveries.once(key, digest, lambda: self._act(event), lambda_context)
         return Answer(int(stored["status"]), dict(stored["body"]))
 
     def _authenticate(self, provider: str, body: bytes, headers: Mapping[str, str]) -> None:

@@ -459,3 +459,69 @@ def test_a_push_to_a_ci_gated_branch_waits_for_ci(corpus_stack: LocalStack, clie
     assert response.status_code == 200
     assert "waits for CI" in response.json_body["reason"]
     assert deploy_count(corpus_stack) == 0
+
+
+def test_a_burst_of_deliveries_from_many_threads_loses_nothing(
+    corpus_stack: LocalStack, api_url: str
+) -> None:
+    """A few hundred deliveries (new pushes, repeats, pings) from 8 threads: no 5xx, every
+    accepted delivery has a durable record, every answered deploy exists."""
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    import boto3
+
+    from chalicelib.bootstrap import container
+
+    push, push_headers = case("github/push/2")
+    ping, ping_headers = case("github/ping/1")
+    rng = random.Random(7)
+    deliveries: list[tuple[bytes, dict[str, str]]] = []
+    for n in range(200):
+        kind = n % 5
+        if kind < 3:  # a new push of a new SHA
+            sha = f"{rng.getrandbits(160):040x}"
+            body = json.dumps({**json.loads(push), "after": sha}).encode()
+            deliveries.append((body, with_delivery(resign(body, push_headers, "github"), "github")))
+        elif kind == 3 and deliveries:  # a redelivery of an earlier one
+            deliveries.append(deliveries[rng.randrange(len(deliveries))])
+        else:
+            deliveries.append((ping, with_delivery(ping_headers, "github")))
+
+    def send(item: tuple[bytes, dict[str, str]]) -> tuple[str, int, dict[str, Any]]:
+        body, headers = item
+        r = requests.post(f"{api_url}/webhooks/github", data=body, headers=headers, timeout=120)
+        return headers["X-GitHub-Delivery"], r.status_code, r.json()
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(send, deliveries))
+
+    statuses = [status for _, status, _ in results]
+    assert all(s < 500 for s in statuses), [r for r in results if r[1] >= 500][:3]
+    assert set(statuses) <= {200, 202}
+    by_delivery: dict[str, set[str]] = {}
+    for delivery, _, body in results:
+        by_delivery.setdefault(delivery, set()).add(json.dumps(body, sort_keys=True))
+    assert all(len(answers) == 1 for answers in by_delivery.values())  # repeats: same answer
+    deploy_ids = {b["deploy_id"] for _, s, b in results if s == 202}
+    from chalicelib.adapters.dynamo import DeployModel
+
+    stored = {item.deploy_id for item in DeployModel.scan()}
+    assert deploy_ids <= stored
+    pushes = {d for d, _, b in results if b.get("result") == "deploy"}
+    assert len(stored) == len(pushes)  # one record per accepted push, none lost, none extra
+    table = container().settings.idempotency_table
+    records = boto3.client("dynamodb").scan(TableName=table, Select="COUNT")["Count"]
+    assert records == len(by_delivery)
+    # let the environment drain before the next test resets the stack
+    with requests.Session() as s:
+        s.headers.update(auth())
+        import time
+
+        deadline = time.monotonic() + 120
+        while True:
+            env = s.get(f"{api_url}/environments/woodpecker/production", timeout=30).json()
+            if not env["running_deploy_id"] and not env["queued_deploy_id"]:
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.2)

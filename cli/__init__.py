@@ -1,0 +1,1 @@
+"""Roadie's command-line client (standard library only): ``python -m cli --help``."""
