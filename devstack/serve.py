@@ -5,7 +5,16 @@ from __future__ import annotations
 import signal
 import threading
 
+from chalicelib import bootstrap
 from devstack.stack import LocalStack, StackOptions
+
+
+def reconcile() -> list[dict[str, str]]:
+    try:
+        return bootstrap.container().reconciler.run()
+    except Exception as exc:  # keep serving; say what went wrong
+        print(f"  reconcile failed: {exc}", flush=True)
+        return []
 
 
 def main() -> int:
@@ -26,7 +35,10 @@ def main() -> int:
                 f"  hosts {env_key}: " + ", ".join(f"{h['name']}={h['instance_id']}" for h in hosts)
             )
         print(f"Roadie API ready on {url} (moto on {stack.endpoint}); Ctrl-C to stop", flush=True)
-        stop.wait()
+        # AWS runs the reconcile Lambda every minute (EventBridge); the local stack every 10 s
+        while not stop.wait(10):
+            for action in reconcile():
+                print(f"  reconcile: {action['deploy_id']}: {action['action']}", flush=True)
     finally:
         stack.stop()
     return 0
