@@ -13,6 +13,7 @@ import os
 import sqlite3
 import sys
 import time
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,42 @@ def prove(stack: LocalStack, expected_sha: str) -> list[str]:
     return problems
 
 
+def _quiet(self: object, *args: object) -> None:
+    """The demo prints its own progress; the local server's access log would drown it."""
+
+
+def graphed(expected_succeeded: int) -> list[str]:
+    """The deploys reached CloudWatch (the metrics the dashboard graphs)."""
+    from datetime import datetime, timedelta
+
+    import boto3
+
+    cloudwatch = boto3.client("cloudwatch")
+    now = datetime.now(UTC)
+    dims = [
+        {"Name": "service", "Value": "roadie"},
+        {"Name": "app", "Value": APP},
+        {"Name": "environment", "Value": ENV},
+    ]
+    totals = {}
+    for metric in ("DeployFinished", "DeploySucceeded", "DeployFailed"):
+        points = cloudwatch.get_metric_statistics(
+            Namespace="Roadie",
+            MetricName=metric,
+            Dimensions=dims,
+            StartTime=now - timedelta(hours=1),
+            EndTime=now + timedelta(minutes=5),
+            Period=3600,
+            Statistics=["Sum"],
+        )["Datapoints"]
+        totals[metric] = int(sum(p["Sum"] for p in points))
+    dashboards = [d["DashboardName"] for d in cloudwatch.list_dashboards()["DashboardEntries"]]
+    print(f"\nCloudWatch Roadie metrics for {APP}/{ENV}: {totals}; dashboards: {dashboards}")
+    if totals["DeploySucceeded"] != expected_succeeded:
+        return [f"CloudWatch shows {totals['DeploySucceeded']} successful deploys"]
+    return []
+
+
 def main() -> int:
     options = StackOptions.from_env()
     print("Roadie local stack; settings:")
@@ -124,6 +161,9 @@ def main() -> int:
     started = time.monotonic()
     stack = LocalStack(options).start()
     try:
+        from chalice.local import ChaliceRequestHandler
+
+        ChaliceRequestHandler.log_message = _quiet  # type: ignore[method-assign]
         url = stack.start_api(port=0)
         print(f"API on {url}; moto on {stack.endpoint}\n")
         api = Api(url, options.api_token)
@@ -142,6 +182,7 @@ def main() -> int:
         if second["status"] != "succeeded" or second["sha"] != repo.v2:
             problems.append("second deploy did not succeed on v2")
         problems += prove(stack, repo.v2)
+        problems += graphed(expected_succeeded=2)
         listing = api.get("/deploys?app=shop&environment=production&limit=5")
         print(f"\nGET /deploys -> {[(d['deploy_id'], d['status']) for d in listing['deploys']]}")
     finally:

@@ -20,6 +20,7 @@ from chalicelib.config import PipelineConfig
 from chalicelib.statemachine import FUNCTIONS, definition_json
 from devstack import moto_patches
 from infra.ssm_document import DOCUMENT_NAME, build_document
+from infra.template import dashboard_body, names
 
 STAGE = "dev"
 STATE_MACHINE_NAME = "roadie-rollout"
@@ -127,6 +128,13 @@ def provision(
     state_machine_arn = sfn.create_state_machine(
         name=STATE_MACHINE_NAME, definition=definition_json(arns), roleArn=role_arn
     )["stateMachineArn"]
+
+    # the same dashboard the AWS template creates, over the metrics the stack mirrors locally
+    pairs = [(a, e) for a, app_cfg in pipeline.apps.items() for e in app_cfg.environments]
+    session.client("cloudwatch").put_dashboard(
+        DashboardName=names(STAGE).dashboard,
+        DashboardBody=json.dumps(dashboard_body(pairs, region=settings.region)),
+    )
 
     result = Provisioned(state_machine_arn)
     ec2 = session.client("ec2")

@@ -233,6 +233,10 @@ def test_a_stopped_execution_is_reconciled_by_rolling_back(client: Any, fast: Lo
     sfn = boto3.client("stepfunctions")
     arn = client.http.get(f"/deploys/{deploy_id}", headers=auth()).json_body["links"]["execution"]
     sfn.stop_execution(executionArn=arn, cause="operator pressed stop")
+    deadline = time.monotonic() + 30  # moto's interpreter notices the stop asynchronously
+    while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
     assert len(releases(fast)) == 2  # the fleet is mixed right now
 
     actions = chalice_app.app.handler_map["reconcile"](SCHEDULED_EVENT, None)
