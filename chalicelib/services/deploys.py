@@ -73,6 +73,11 @@ def plan_summary(plan: RolloutPlan) -> dict[str, Any]:
     }
 
 
+def _backoff(attempt: int) -> None:
+    """A short random sleep after losing a conditional write, growing with the attempts."""
+    time.sleep(random.uniform(0.005, min(0.02 * (attempt + 1), 0.25)))
+
+
 class LeaseLostError(RoadieError):
     """This rollout no longer holds its environment's lock (its lease ran out)."""
 
@@ -158,7 +163,7 @@ class DeployService:
             try:
                 self.deploys.write_environment(seen, new_state, new_deploy=deploy)
             except ConflictError:
-                time.sleep(random.uniform(0.005, min(0.02 * (attempt + 1), 0.25)))
+                _backoff(attempt)
                 continue
             if decision.superseded_deploy_id:
                 self._supersede(decision.superseded_deploy_id, deploy_id)
@@ -229,43 +234,59 @@ class DeployService:
 
         ``live_sha`` is the release every host now runs, when the deploy changed it.
         """
-        for attempt in range(ADMISSION_ATTEMPTS):
-            seen = self.deploys.environment(deploy.app, deploy.environment)
+        promoted: str | None = None
+
+        def released(seen: EnvironmentState) -> EnvironmentState | None:
+            nonlocal promoted
             decision = release(seen, deploy.deploy_id)
+            promoted = decision.promoted_deploy_id
             if not decision.held:
-                return
+                return None  # the lease went to someone else: change nothing
             new = replace(seen, lock_deploy_id=None, lock_sha=None, lock_expires_at=None)
             if live_sha:
                 new = replace(new, current_sha=live_sha, current_deploy_id=deploy.deploy_id)
-            promoted = decision.promoted_deploy_id
             if promoted:
                 expires = int(self.clock().timestamp()) + self.lease_seconds
                 new = with_lock(new, promoted, seen.queued_sha or "", expires)
                 new = replace(new, queued_deploy_id=None, queued_sha=None)
-            try:
-                self.deploys.write_environment(seen, new)
-            except ConflictError:
-                time.sleep(random.uniform(0.005, min(0.02 * (attempt + 1), 0.25)))
-                continue
-            if promoted:
-                self.launch(promoted)
-            return
-        raise ConflictError(f"could not release {deploy.app}/{deploy.environment}; retry")
+            return new
+
+        self._change_environment(deploy.app, deploy.environment, released, "release")
+        if promoted:
+            self.launch(promoted)
 
     def renew(self, deploy: Deploy) -> None:
         """Extend the lease of a running rollout; ``LeaseLostError`` if it is no longer held."""
-        for attempt in range(ADMISSION_ATTEMPTS):
-            seen = self.deploys.environment(deploy.app, deploy.environment)
+
+        def renewed(seen: EnvironmentState) -> EnvironmentState:
             if seen.lock_deploy_id != deploy.deploy_id:
                 raise LeaseLostError(f"deploy {deploy.deploy_id} lost its environment lock")
             expires = int(self.clock().timestamp()) + self.lease_seconds
+            return replace(seen, lock_expires_at=expires)
+
+        self._change_environment(deploy.app, deploy.environment, renewed, "renew the lease of")
+
+    def _change_environment(
+        self,
+        app: str,
+        environment: str,
+        change: Callable[[EnvironmentState], EnvironmentState | None],
+        what: str,
+    ) -> EnvironmentState:
+        """Read the environment, apply ``change`` (None: write nothing) and write the result
+        only if nobody changed the item meanwhile; on a lost race, read and decide again."""
+        for attempt in range(ADMISSION_ATTEMPTS):
+            seen = self.deploys.environment(app, environment)
+            new = change(seen)
+            if new is None:
+                return seen
             try:
-                self.deploys.write_environment(seen, replace(seen, lock_expires_at=expires))
+                self.deploys.write_environment(seen, new)
             except ConflictError:
-                time.sleep(random.uniform(0.005, min(0.02 * (attempt + 1), 0.25)))
+                _backoff(attempt)
                 continue
-            return
-        raise ConflictError(f"could not renew the lease of {deploy.deploy_id}; retry")
+            return new
+        raise ConflictError(f"could not {what} {app}/{environment} right now; retry")
 
     def cancel(self, deploy_id: str, by: Requester) -> Deploy:
         """Cancel a queued deploy at once; ask a running one to stop at its next step boundary
@@ -296,7 +317,7 @@ class DeployService:
             try:
                 self.deploys.write_environment(seen, new)
             except ConflictError:
-                time.sleep(random.uniform(0.005, min(0.02 * (attempt + 1), 0.25)))
+                _backoff(attempt)
                 continue
 
             def cancelled(d: Deploy, stamp: str = iso(now)) -> None:
@@ -354,29 +375,21 @@ class DeployService:
         self.pipeline.environment(app, environment)
         if not reason.strip() or len(reason) > MAX_REASON:
             raise ValidationError(f"a freeze needs a reason of 1..{MAX_REASON} characters")
-        for attempt in range(ADMISSION_ATTEMPTS):
-            seen = self.deploys.environment(app, environment)
+
+        def frozen(seen: EnvironmentState) -> EnvironmentState:
             now = iso(self.clock())
-            new = audited(
-                replace(seen, frozen_reason=reason, frozen_by=by.name, frozen_at=now),
-                at=now,
-                by=by.name,
-                action="freeze",
-                reason=reason,
-            )
-            try:
-                self.deploys.write_environment(seen, new)
-            except ConflictError:
-                time.sleep(random.uniform(0.005, min(0.02 * (attempt + 1), 0.25)))
-                continue
-            return new
-        raise ConflictError(f"could not freeze {app}/{environment} right now; retry")
+            new = replace(seen, frozen_reason=reason, frozen_by=by.name, frozen_at=now)
+            return audited(new, at=now, by=by.name, action="freeze", reason=reason)
+
+        return self._change_environment(app, environment, frozen, "freeze")
 
     def unfreeze(self, app: str, environment: str, by: Requester) -> EnvironmentState:
         """Lift the freeze; the newest deploy queued meanwhile starts."""
         self.pipeline.environment(app, environment)
-        for attempt in range(ADMISSION_ATTEMPTS):
-            seen = self.deploys.environment(app, environment)
+        promoted: str | None = None
+
+        def thawed(seen: EnvironmentState) -> EnvironmentState:
+            nonlocal promoted
             now = self.clock()
             new = audited(
                 replace(seen, frozen_reason=None, frozen_by=None, frozen_at=None),
@@ -386,21 +399,15 @@ class DeployService:
             )
             promoted = promotable(new, now.timestamp())
             if promoted:
-                new = with_lock(
-                    replace(new, queued_deploy_id=None, queued_sha=None),
-                    promoted,
-                    seen.queued_sha or "",
-                    int(now.timestamp()) + self.lease_seconds,
-                )
-            try:
-                self.deploys.write_environment(seen, new)
-            except ConflictError:
-                time.sleep(random.uniform(0.005, min(0.02 * (attempt + 1), 0.25)))
-                continue
-            if promoted:
-                self.launch(promoted)
-            return self.deploys.environment(app, environment)
-        raise ConflictError(f"could not unfreeze {app}/{environment} right now; retry")
+                expires = int(now.timestamp()) + self.lease_seconds
+                new = with_lock(new, promoted, seen.queued_sha or "", expires)
+                new = replace(new, queued_deploy_id=None, queued_sha=None)
+            return new
+
+        self._change_environment(app, environment, thawed, "unfreeze")
+        if promoted:
+            self.launch(promoted)
+        return self.deploys.environment(app, environment)
 
     def _supersede(self, deploy_id: str, by: str) -> None:
         now = iso(self.clock())
