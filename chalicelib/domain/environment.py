@@ -99,6 +99,13 @@ def release(state: EnvironmentState, deploy_id: str) -> Release:
     return Release(held=True)
 
 
+def start_queued(state: EnvironmentState, expires_at: int) -> EnvironmentState:
+    """The queued deploy takes the lock (its lease running to ``expires_at``)."""
+    assert state.queued_deploy_id is not None, "nothing is queued"
+    new = with_lock(state, state.queued_deploy_id, state.queued_sha or "", expires_at)
+    return replace(new, queued_deploy_id=None, queued_sha=None)
+
+
 AUDIT_KEEP = 50
 
 

@@ -18,6 +18,7 @@ from ..domain.environment import (
     audited,
     promotable,
     release,
+    start_queued,
     with_lock,
 )
 from ..domain.errors import ConflictError, PlanningError, RoadieError, ValidationError
@@ -125,7 +126,7 @@ class DeployService:
         if len(reason) > MAX_REASON:
             raise ValidationError(f"reason is longer than {MAX_REASON} characters")
         sha = self._resolve(app_config, sha, ref)
-        self._plan(env_config)  # fail fast (409) when the fleet cannot be planned
+        plan = self._plan(env_config)  # fail fast (409) when the fleet cannot be planned
         for attempt in range(ADMISSION_ATTEMPTS):
             now = self.clock()
             seen = self.deploys.environment(app, environment)
@@ -170,18 +171,20 @@ class DeployService:
             if decision.expired_holder:
                 self._expire(decision.expired_holder)
             if run:
-                return self.launch(deploy_id), True
+                return self.launch(deploy_id, plan), True
             return deploy, True
         raise ConflictError(f"{app}/{environment} is too busy right now; retry")
 
-    def launch(self, deploy_id: str) -> Deploy:
-        """Plan against the fleet as it is now and start the rollout of a lock-holding deploy."""
+    def launch(self, deploy_id: str, plan: RolloutPlan | None = None) -> Deploy:
+        """Start the rollout of a lock-holding deploy, planned against the fleet as it is now
+        (``plan``: one the caller made moments ago, so the fleet is not listed twice)."""
         deploy = self.deploys.get(deploy_id)
         app_config, env_config = self.pipeline.environment(deploy.app, deploy.environment)
-        try:
-            plan = self._plan(env_config)
-        except ConflictError as exc:
-            return self._fail_to_start(deploy_id, exc)
+        if plan is None:
+            try:
+                plan = self._plan(env_config)
+            except ConflictError as exc:
+                return self._fail_to_start(deploy_id, exc)
         previous = self.deploys.environment(deploy.app, deploy.environment).current_sha
         execution_input = {
             "deploy_id": deploy_id,
@@ -246,9 +249,7 @@ class DeployService:
             if live_sha:
                 new = replace(new, current_sha=live_sha, current_deploy_id=deploy.deploy_id)
             if promoted:
-                expires = int(self.clock().timestamp()) + self.lease_seconds
-                new = with_lock(new, promoted, seen.queued_sha or "", expires)
-                new = replace(new, queued_deploy_id=None, queued_sha=None)
+                new = start_queued(new, int(self.clock().timestamp()) + self.lease_seconds)
             return new
 
         self._change_environment(deploy.app, deploy.environment, released, "release")
@@ -386,28 +387,29 @@ class DeployService:
     def unfreeze(self, app: str, environment: str, by: Requester) -> EnvironmentState:
         """Lift the freeze; the newest deploy queued meanwhile starts."""
         self.pipeline.environment(app, environment)
-        promoted: str | None = None
 
         def thawed(seen: EnvironmentState) -> EnvironmentState:
-            nonlocal promoted
-            now = self.clock()
-            new = audited(
-                replace(seen, frozen_reason=None, frozen_by=None, frozen_at=None),
-                at=iso(now),
-                by=by.name,
-                action="unfreeze",
-            )
-            promoted = promotable(new, now.timestamp())
-            if promoted:
-                expires = int(now.timestamp()) + self.lease_seconds
-                new = with_lock(new, promoted, seen.queued_sha or "", expires)
-                new = replace(new, queued_deploy_id=None, queued_sha=None)
-            return new
+            new = replace(seen, frozen_reason=None, frozen_by=None, frozen_at=None)
+            return audited(new, at=iso(self.clock()), by=by.name, action="unfreeze")
 
         self._change_environment(app, environment, thawed, "unfreeze")
+        self.start_queued(app, environment)
+        return self.deploys.environment(app, environment)
+
+    def start_queued(self, app: str, environment: str) -> str | None:
+        """Start the queued deploy if the lock is free (or expired) and nothing is frozen."""
+        promoted: str | None = None
+
+        def promote(seen: EnvironmentState) -> EnvironmentState | None:
+            nonlocal promoted
+            now = self.clock().timestamp()
+            promoted = promotable(seen, now)
+            return start_queued(seen, int(now) + self.lease_seconds) if promoted else None
+
+        self._change_environment(app, environment, promote, "start the queued deploy of")
         if promoted:
             self.launch(promoted)
-        return self.deploys.environment(app, environment)
+        return promoted
 
     def _supersede(self, deploy_id: str, by: str) -> None:
         now = iso(self.clock())

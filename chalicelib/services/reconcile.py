@@ -12,12 +12,11 @@ Run on a schedule (and safe to run any time). For each environment someone holds
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from ..config import PipelineConfig
-from ..domain.environment import promotable, with_lock
 from ..domain.lifecycle import is_active
 from ..domain.model import Deploy, DeployStatus, HostCommand, Phase
 from ..domain.rollout import Step
@@ -44,10 +43,9 @@ class Reconciler:
             now = self.clock()
             holder = env.lock_deploy_id
             if holder is None:
-                queued = promotable(env, now.timestamp())
-                if queued:
-                    self._start_queued(env.app, env.environment, queued)
-                    actions.append({"deploy_id": queued, "action": "started queued deploy"})
+                started = self.lifecycle.start_queued(env.app, env.environment)
+                if started:
+                    actions.append({"deploy_id": started, "action": "started queued deploy"})
                 continue
             deploy = self.deploys.get(holder)
             if not is_active(deploy.status):
@@ -60,15 +58,6 @@ class Reconciler:
                 continue
             actions.append({"deploy_id": holder, "action": self._recover(deploy, status)})
         return actions
-
-    def _start_queued(self, app: str, environment: str, deploy_id: str) -> None:
-        seen = self.deploys.environment(app, environment)
-        if seen.queued_deploy_id != deploy_id or seen.lock_deploy_id:
-            return
-        expires = int(self.clock().timestamp()) + self.lifecycle.lease_seconds
-        new = with_lock(seen, deploy_id, seen.queued_sha or "", expires)
-        self.deploys.write_environment(seen, replace(new, queued_deploy_id=None, queued_sha=None))
-        self.lifecycle.launch(deploy_id)
 
     def _recover(self, deploy: Deploy, execution_status: str | None) -> str:
         what = f"its execution is {execution_status}" if execution_status else "its lease expired"
