@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from pynamodb.models import Model
 
 from chalicelib.adapters import dynamo, idempotency
 from chalicelib.adapters.metrics import NAMESPACE
-from chalicelib.config import BUNDLED_CONFIG, Settings
+from chalicelib.config import BUNDLED_CONFIG, PipelineConfig, Settings, load_pipeline
 from chalicelib.statemachine import FUNCTIONS, build_definition
 from infra.ssm_document import DOCUMENT_NAME, build_document
 
@@ -292,14 +291,9 @@ def dashboard_body(apps_envs: list[tuple[str, str]], region: str = "us-east-1") 
     }
 
 
-def configured_apps_envs(config: Path = BUNDLED_CONFIG) -> list[tuple[str, str]]:
-    """(app, environment) pairs of the packaged pipeline config.
-
-    Read as plain TOML: loading it fully would need the local stack's environment variables
-    (``${ROADIE_STATE_DIR}`` in source urls), and only the names matter here.
-    """
-    apps = tomllib.loads(config.read_text(encoding="utf-8")).get("apps", {})
-    return [(app, env) for app, spec in apps.items() for env in spec.get("environments", {})]
+def configured_apps_envs(pipeline: PipelineConfig) -> list[tuple[str, str]]:
+    """(app, environment) pairs of the pipeline config the package bundles."""
+    return [(app, env) for app, spec in pipeline.apps.items() for env in spec.environments]
 
 
 # --- the template ---------------------------------------------------------------------------
@@ -366,8 +360,11 @@ def _state_machine_role(n: Names, task_ids: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def build_merge_template(stage: str = "dev") -> dict[str, Any]:
-    """Resources Chalice does not make, plus settings deep-merged into the functions it makes."""
+def build_merge_template(stage: str, pipeline: PipelineConfig) -> dict[str, Any]:
+    """Resources Chalice does not make, plus settings deep-merged into the functions it makes.
+
+    ``pipeline`` is the validated config the package bundles (apps, environments, host tags).
+    """
     n = names(stage)
     tasks = function_logical_ids()
     resources: dict[str, Any] = {t.logical_id: _table_resource(t) for t in n.tables}
@@ -427,7 +424,7 @@ def build_merge_template(stage: str = "dev") -> dict[str, Any]:
             }
         }
 
-    apps_envs = configured_apps_envs()
+    apps_envs = configured_apps_envs(pipeline)
     resources[DASHBOARD] = {
         "Type": "AWS::CloudWatch::Dashboard",
         "Properties": {
@@ -454,9 +451,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("output", type=Path, help="where to write the merge template (JSON)")
     parser.add_argument("--stage", default="dev", help="Chalice stage (default: dev)")
+    parser.add_argument(
+        "--config", type=Path, default=BUNDLED_CONFIG, help="pipeline config (TOML) to bundle"
+    )
     args = parser.parse_args(argv)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(build_merge_template(args.stage), indent=2) + "\n"
+    pipeline = load_pipeline(args.config)
+    text = json.dumps(build_merge_template(args.stage, pipeline), indent=2) + "\n"
     args.output.write_text(text, encoding="utf-8")
     return 0
 

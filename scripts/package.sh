@@ -8,6 +8,7 @@ out=${1:-out}
 stage=${ROADIE_STAGE:-dev}
 venv=${VENV:-.venv}
 export AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-us-east-1}
+export ROADIE_STATE_DIR=${ROADIE_STATE_DIR:-$PWD/.roadie}
 mkdir -p "$out"
 "$venv/bin/python" -m infra.template --stage "$stage" "$out/merge-template.json"
 "$venv/bin/chalice" package --stage "$stage" --merge-template "$out/merge-template.json" "$out/"

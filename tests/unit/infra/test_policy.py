@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib.config import BUNDLED_CONFIG, load_pipeline
 from chalicelib.statemachine import FUNCTIONS
 from infra import template
 
@@ -21,6 +22,9 @@ STAR_ALLOWED = {
     "ssm:GetCommandInvocation",
     "cloudwatch:PutMetricData",
 }
+
+# the bundled demo config, its local source path expanded as the packager does
+DEMO = load_pipeline(BUNDLED_CONFIG, {"ROADIE_STATE_DIR": "/srv/roadie-state"})
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +89,7 @@ def test_star_resources_only_where_aws_offers_nothing_narrower(
 
 def test_the_tables_and_their_indexes_are_covered(statements: list[dict[str, Any]]) -> None:
     names = template.names("dev")
-    merged = template.build_merge_template("dev")
+    merged = template.build_merge_template("dev", DEMO)
     for table in names.tables:
         table_arn = arn("dynamodb", f"table/{table.name}")
         for action in ("GetItem", "PutItem", "UpdateItem", "Query", "BatchWriteItem"):
@@ -151,7 +155,7 @@ def test_executions_only_of_the_rollout_state_machine(statements: list[dict[str,
 
 
 def test_logs_only_into_the_functions_log_groups(statements: list[dict[str, Any]]) -> None:
-    merged = template.build_merge_template("dev")
+    merged = template.build_merge_template("dev", DEMO)
     groups = [
         r["Properties"]["LogGroupName"]
         for r in merged["Resources"].values()

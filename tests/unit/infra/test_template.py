@@ -18,16 +18,20 @@ from pynamodb.indexes import (
 from pynamodb.models import Model
 
 from chalicelib.adapters import dynamo
+from chalicelib.config import BUNDLED_CONFIG, load_pipeline
 from chalicelib.statemachine import FUNCTIONS, build_definition
 from infra import template
 from infra.ssm_document import build_document
 
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9]+)\}")
 
+# the bundled demo config, its local source path expanded as the packager does
+DEMO = load_pipeline(BUNDLED_CONFIG, {"ROADIE_STATE_DIR": "/srv/roadie-state"})
+
 
 @pytest.fixture(scope="module")
 def merged() -> dict[str, Any]:
-    return template.build_merge_template("dev")
+    return template.build_merge_template("dev", DEMO)
 
 
 def resources_of(merged: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -237,7 +241,7 @@ def test_functions_get_names_log_groups_and_every_setting(merged: dict[str, Any]
 def test_every_settings_variable_the_template_sets_is_one_the_code_reads() -> None:
     source = (Path(template.__file__).parents[1] / "chalicelib" / "config.py").read_text()
     read = set(re.findall(r'env\.get\(\s*"(ROADIE_[A-Z_]+)"', source))
-    env = template.build_merge_template("dev")["Resources"][template.API_HANDLER]
+    env = template.build_merge_template("dev", DEMO)["Resources"][template.API_HANDLER]
     assert set(env["Properties"]["Environment"]["Variables"]) - {"POWERTOOLS_SERVICE_NAME"} <= read
 
 
@@ -246,7 +250,7 @@ def test_the_template_dashboard_is_dashboard_body_of_the_configured_environments
 ) -> None:
     props = merged["Resources"][template.DASHBOARD]["Properties"]
     body = json.loads(props["DashboardBody"]["Fn::Sub"])
-    pairs = template.configured_apps_envs()
+    pairs = template.configured_apps_envs(DEMO)
     assert ("shop", "production") in pairs and ("shop", "staging") in pairs
     assert body == template.dashboard_body(pairs, region="${AWS::Region}")
     assert set(PLACEHOLDER.findall(props["DashboardBody"]["Fn::Sub"])) == set()  # only ${AWS::}
@@ -274,7 +278,8 @@ def test_the_dashboard_graphs_the_four_metrics_per_app_and_environment() -> None
     json.dumps(body)  # PutDashboard takes it as JSON
 
 
-def test_main_writes_the_template(tmp_path: Path) -> None:
+def test_main_writes_the_template(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROADIE_STATE_DIR", "/srv/roadie-state")
     out = tmp_path / "out" / "merge-template.json"
     assert template.main([str(out)]) == 0
-    assert json.loads(out.read_text()) == template.build_merge_template("dev")
+    assert json.loads(out.read_text()) == template.build_merge_template("dev", DEMO)
