@@ -4,14 +4,21 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv demo serve test lint typecheck unit functional bench package clean
+STAGE ?= dev
+CONFIG ?= infra/pipeline.example.toml
+REGION ?= $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),us-east-1)
+
+.PHONY: help venv demo serve test lint typecheck unit functional bench package deploy clean
 
 help:
 	@echo "make demo   - run the main job: two deploys of the sample app on the embedded stack"
 	@echo "make serve  - keep the embedded stack + HTTP API up on 127.0.0.1:\$${ROADIE_PORT:-8000}"
 	@echo "make test   - every test, lint and type check"
 	@echo "make bench  - benchmarks (print ratios; see bench/README.md)"
-	@echo "make package - CloudFormation template for AWS in out/ (chalice package + cfn-lint)"
+	@echo "make package [STAGE=dev] [CONFIG=infra/pipeline.example.toml]"
+	@echo "             - the AWS artifact in out/: sam.json + deployment.zip, linted"
+	@echo "make deploy STAGE=prod BUCKET=<artifact bucket> CONFIG=<your pipeline.toml>"
+	@echo "             - package, upload to S3 and create/update the CloudFormation stack"
 
 venv:
 	@./scripts/bootstrap.sh
@@ -33,10 +40,13 @@ test: venv lint typecheck
 	$(VENV)/bin/pytest -n 2 --dist loadfile
 
 package: venv
-	./scripts/package.sh
+	$(PY) -m infra.package --stage $(STAGE) --config $(CONFIG) --out out
+
+deploy: venv
+	./scripts/deploy.sh "$(STAGE)" "$(BUCKET)" "$(CONFIG)" "$(REGION)"
 
 bench: venv
 	$(PY) -m bench
 
 clean:
-	rm -rf .roadie out
+	rm -rf .roadie out .cache

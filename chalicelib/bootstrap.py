@@ -1,8 +1,16 @@
-"""Composition root: builds clients, adapters and services lazily, never at import time."""
+"""Composition root: builds clients, adapters and services lazily, never at import time.
+
+In Lambda one process runs one function, configured by its environment: ``container()``.
+The local stack runs every function of the template in one process, each with the environment
+its template gives it: it binds that function's container around each invocation
+(``running(environ)``) and sets the API handler's as the default (``use_default``).
+"""
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import cached_property
 from typing import Any
 
@@ -94,12 +102,12 @@ class Container:
             ),
             deliveries=Deliveries(s.idempotency_table, self.client("dynamodb")),
             deploys=self.deploys,
-            allow_github_sha1=os.environ.get("ROADIE_GITHUB_ALLOW_SHA1") == "1",
+            allow_github_sha1=s.allow_github_sha1,
         )
 
     @cached_property
     def rollout(self) -> RolloutService:
-        mirror = self.client("cloudwatch") if os.environ.get("ROADIE_MIRROR_METRICS") else None
+        mirror = self.client("cloudwatch") if self.settings.mirror_metrics else None
         return RolloutService(
             deploys=self.deploy_repository,
             host_results=self.host_results,
@@ -110,16 +118,51 @@ class Container:
 
 
 _container: Container | None = None
+_default_environ: Mapping[str, str] | None = None  # None: os.environ, as in Lambda
+_bound: ContextVar[Container | None] = ContextVar("roadie_container", default=None)
+_by_environ: dict[frozenset[tuple[str, str]], Container] = {}
 
 
 def container() -> Container:
+    """The container of the function running now (the process's own, outside the stack)."""
+    bound = _bound.get()
+    if bound is not None:
+        return bound
     global _container
     if _container is None:
-        _container = Container()
+        _container = Container(Settings.from_env(_default_environ))
     return _container
+
+
+def for_environment(environ: Mapping[str, str]) -> Container:
+    """One container per distinct function environment (built once, reused)."""
+    key = frozenset(environ.items())
+    found = _by_environ.get(key)
+    if found is None:
+        found = _by_environ.setdefault(key, Container(Settings.from_env(environ)))
+    return found
+
+
+@contextmanager
+def running(environ: Mapping[str, str]) -> Iterator[Container]:
+    """Run the enclosed code as the function whose environment is ``environ``."""
+    bound = for_environment(environ)
+    token = _bound.set(bound)
+    try:
+        yield bound
+    finally:
+        _bound.reset(token)
+
+
+def use_default(environ: Mapping[str, str] | None) -> None:
+    """The environment ``container()`` uses outside ``running`` (None: ``os.environ``)."""
+    global _default_environ
+    _default_environ = dict(environ) if environ is not None else None
+    reset()
 
 
 def reset() -> None:
     """Forget every built object (tests and the local stack call this after changing env)."""
     global _container
     _container = None
+    _by_environ.clear()

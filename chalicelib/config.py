@@ -53,6 +53,9 @@ class Settings:
     poll_seconds: int
     parameters_max_age: int
     lease_seconds: int
+    allow_github_sha1: bool = False
+    # Local stack only: moto has no EMF ingestion, so its Lambda runtime asks for a mirror.
+    mirror_metrics: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -73,11 +76,24 @@ class Settings:
             bitbucket_secret_param=env.get(
                 "ROADIE_BITBUCKET_SECRET_PARAM", f"/{prefix}/webhooks/bitbucket"
             ),
-            pipeline_config=Path(env.get("ROADIE_CONFIG") or BUNDLED_CONFIG),
+            pipeline_config=_pipeline_config_path(env),
             poll_seconds=int(env.get("ROADIE_POLL_SECONDS", "5")),
             parameters_max_age=int(env.get("ROADIE_PARAMETERS_MAX_AGE", "60")),
             lease_seconds=int(env.get("ROADIE_LEASE_SECONDS", "3600")),
+            allow_github_sha1=env.get("ROADIE_GITHUB_ALLOW_SHA1") == "1",
+            mirror_metrics=env.get("ROADIE_MIRROR_METRICS") == "1",
         )
+
+
+def _pipeline_config_path(env: Mapping[str, str]) -> Path:
+    """``ROADIE_CONFIG`` when given; else the config the package bundles, in the function's
+    task root (Lambda's ``LAMBDA_TASK_ROOT``; the source tree when run from it)."""
+    if env.get("ROADIE_CONFIG"):
+        return Path(env["ROADIE_CONFIG"])
+    task_root = env.get("LAMBDA_TASK_ROOT")
+    if task_root:
+        return Path(task_root) / BUNDLED_CONFIG.relative_to(BUNDLED_CONFIG.parents[1])
+    return BUNDLED_CONFIG
 
 
 @dataclass(frozen=True)
@@ -310,3 +326,14 @@ def load_pipeline(path: Path, environ: Mapping[str, str] | None = None) -> Pipel
 @cache
 def settings() -> Settings:
     return Settings.from_env()
+
+
+def check_deployable(pipeline: PipelineConfig) -> None:
+    """What a config bound for AWS must also satisfy: sources reachable from Lambda and hosts."""
+    for name, app in pipeline.apps.items():
+        url = app.source.url
+        key = f"apps.{name}.source.url"
+        if app.source.kind == "s3" and not url.startswith("s3://"):
+            raise ConfigError(f"{key}: an s3 source must be an s3://bucket/prefix url")
+        if app.source.kind == "git" and not re.match(r"^(https://|ssh://|git@[^:/]+:)", url):
+            raise ConfigError(f"{key}: {url!r} is a local path; AWS hosts need a remote url")

@@ -79,9 +79,9 @@ class HostAgent:
                 ExecutionEndDateTime="",
                 ExecutionElapsedTime="PT0S",
             )
-        document = json.loads(
-            backend.get_document(command.document_name or "", "", "", "JSON")["Content"]
-        )
+        content = backend.get_document(command.document_name or "", "", "", "JSON")["Content"]
+        # a document CloudFormation created keeps its Content as the template's object in moto
+        document = content if isinstance(content, dict) else json.loads(content)
         params = {name: values[0] for name, values in command.parameters.items()}
         futures = [
             self._pool.submit(self._run_host, command, invocation, document, params)

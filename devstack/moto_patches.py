@@ -18,20 +18,26 @@ import threading
 import time
 import traceback
 import uuid
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.dynamodb.models import DynamoDBBackend
 from moto.ssm.models import Command
+from moto.stepfunctions.models import StateMachine, cfn_to_api_tags
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import (
     WaitFunction,
 )
+from moto.stepfunctions.responses import get_backend as get_sfn_backend
+
+from chalicelib import bootstrap
 
 Handler = Callable[[Any, Any], Any]
-_registry: dict[str, Handler] = {}
+# deployed function name -> (handler, the environment the function runs with)
+_registry: dict[str, tuple[Handler, dict[str, str]]] = {}
 _wait_scale = {"value": 1.0}
 _installed = False
 log = logging.getLogger("devstack")
@@ -50,8 +56,18 @@ class FakeLambdaContext:
         return 300_000
 
 
-def register_function(deployed_name: str, handler: Handler) -> None:
-    _registry[deployed_name] = handler
+def register_function(deployed_name: str, handler: Handler, environ: dict[str, str]) -> None:
+    """Run ``handler`` in-process, as the function ``environ`` configures, when invoked."""
+    _registry[deployed_name] = (handler, dict(environ))
+
+
+# (function name, the environment it ran with), newest last: what tests check functions against
+invocations: deque[tuple[str, dict[str, str]]] = deque(maxlen=10_000)
+
+
+def clear_functions() -> None:
+    _registry.clear()
+    invocations.clear()
 
 
 def set_wait_scale(scale: float) -> None:
@@ -72,13 +88,16 @@ def _invoke(
     response_headers: Any,
 ) -> bytes:
     name = _normalise(function_name)
-    handler = _registry.get(name)
-    if handler is None:
+    registered = _registry.get(name)
+    if registered is None:
         fallback = _original_invoke(self, function_name, qualifier, body, headers, response_headers)
         return fallback.encode() if isinstance(fallback, str) else fallback or b""
+    handler, environ = registered
     try:
         event = json.loads(body) if body else {}
-        result = handler(event, FakeLambdaContext(name))
+        invocations.append((name, environ))
+        with bootstrap.running(environ):
+            result = handler(event, FakeLambdaContext(name))
         return json.dumps(result).encode()
     except Exception as exc:
         log.debug("lambda %s raised", name, exc_info=True)
@@ -139,6 +158,26 @@ def _serialise_dynamodb() -> None:
             setattr(DynamoDBBackend, name, _serialised(member))
 
 
+def _state_machine_from_cloudformation(
+    cls: type[StateMachine],
+    resource_name: str,
+    cloudformation_json: Any,
+    account_id: str,
+    region_name: str,
+    **kwargs: Any,
+) -> Any:
+    props = cloudformation_json["Properties"]
+    definition = props.get("DefinitionString") or json.dumps(props.get("Definition", {}))
+    for key, value in (props.get("DefinitionSubstitutions") or {}).items():
+        definition = definition.replace("${" + key + "}", str(value))
+    return get_sfn_backend(account_id, region_name).create_state_machine(
+        props.get("StateMachineName", resource_name),
+        definition,
+        props.get("RoleArn", ""),
+        tags=cfn_to_api_tags(props.get("Tags", [])),
+    )
+
+
 def _scaled_wait(self: WaitFunction, env: Any, wait_seconds: int) -> None:
     if wait_seconds > 0:
         env.program_state_event.wait(wait_seconds * _wait_scale["value"])
@@ -158,6 +197,9 @@ def install() -> None:
     WaitFunction._wait_interval = _scaled_wait  # type: ignore[method-assign]
     retrier_decl.time = _ScaledTime()  # type: ignore[assignment]
     lambda_eval_utils.boto_client_for = _cached_client
+    StateMachine.create_from_cloudformation_json = classmethod(  # type: ignore[assignment,method-assign]
+        _state_machine_from_cloudformation
+    )
     _serialise_dynamodb()
     logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import signal
 import threading
+from typing import Any
 
-from chalicelib import bootstrap
 from devstack.stack import LocalStack, StackOptions
 
+SCHEDULED_EVENT = {"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}
 
-def reconcile() -> list[dict[str, str]]:
+
+def reconcile(stack: LocalStack) -> list[dict[str, Any]]:
+    """What EventBridge does every minute in AWS: invoke the template's Reconcile function."""
     try:
-        return bootstrap.container().reconciler.run()
+        return list(stack.invoke("Reconcile", SCHEDULED_EVENT) or [])
     except Exception as exc:  # keep serving; say what went wrong
         print(f"  reconcile failed: {exc}", flush=True)
         return []
@@ -37,7 +40,7 @@ def main() -> int:
         print(f"Roadie API ready on {url} (moto on {stack.endpoint}); Ctrl-C to stop", flush=True)
         # AWS runs the reconcile Lambda every minute (EventBridge); the local stack every 10 s
         while not stop.wait(10):
-            for action in reconcile():
+            for action in reconcile(stack):
                 print(f"  reconcile: {action['deploy_id']}: {action['action']}", flush=True)
     finally:
         stack.stop()

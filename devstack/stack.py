@@ -5,6 +5,7 @@ Defaults (printed at start) come from the local stack contract's environment var
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -28,6 +29,8 @@ DEFAULTS = {
     "ROADIE_PORT": "8000",
 }
 HOST_COUNTS = {"production": 5, "staging": 2}
+STAGE = "dev"
+REGION = "us-east-1"
 
 
 def free_port() -> int:
@@ -103,13 +106,11 @@ class LocalStack:
                 "AWS_ACCESS_KEY_ID": "testing",
                 "AWS_SECRET_ACCESS_KEY": "testing",
                 "AWS_SESSION_TOKEN": "testing",
-                "AWS_DEFAULT_REGION": "us-east-1",
-                "AWS_REGION": "us-east-1",
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_REGION": REGION,
                 "MOTO_PORT": str(self.moto_port),
                 "ROADIE_STATE_DIR": str(o.state_dir),
                 "ROADIE_HOSTS_DIR": str(o.hosts_dir),
-                "ROADIE_POLL_SECONDS": str(o.poll_seconds),
-                "ROADIE_MIRROR_METRICS": "1",
                 "POWERTOOLS_METRICS_DISABLED": "true",
                 "POWERTOOLS_SERVICE_NAME": "roadie",
                 "POWERTOOLS_LOG_LEVEL": "WARNING",
@@ -148,21 +149,29 @@ class LocalStack:
     def reset(
         self, *, config: str | None = None, host_counts: dict[str, int] | None = None
     ) -> None:
-        """Wipe AWS state and hosts and provision again; ``config`` picks another pipeline
-        config (None: the stack's own), ``host_counts`` the hosts per environment name."""
+        """Wipe AWS state and hosts and deploy the packaged template again; ``config`` picks
+        another pipeline config (None: the stack's own), ``host_counts`` the hosts per
+        environment name."""
         from aws_lambda_powertools.utilities import parameters
 
         from chalicelib import bootstrap
-        from chalicelib.config import Settings, load_pipeline
+        from chalicelib.config import BUNDLED_CONFIG
+        from devstack import moto_patches
         from devstack.hostagent import reset_hosts_dir
-        from devstack.provision import provision
+        from devstack.provision import deploy_package, launch_hosts, put_secrets
         from devstack.shop_repo import create_shop_repo
+        from infra.package import build
 
         chosen = config if config is not None else self.options.config
-        if chosen:
-            os.environ["ROADIE_CONFIG"] = str(Path(chosen).resolve())
-        else:
-            os.environ.pop("ROADIE_CONFIG", None)
+        config_path = Path(chosen).resolve() if chosen else BUNDLED_CONFIG
+        # the package bundles the config with the stack's paths expanded, as `make package`
+        # bundles a team's config with its own
+        package = build(
+            STAGE,
+            config_path,
+            environ={"ROADIE_STATE_DIR": str(self.options.state_dir)},
+            local=True,
+        )
         requests.post(f"{self.endpoint}/moto-api/reset", timeout=30).raise_for_status()
         self._configure_moto()
         parameters.clear_caches()
@@ -171,24 +180,72 @@ class LocalStack:
         if db_dir.exists():
             shutil.rmtree(db_dir)
         self.sources = create_shop_repo(self.options.state_dir / "sources" / "shop")
-        settings = Settings.from_env()
-        bootstrap.reset()
-        bootstrap.Container(settings)  # points the table models at this stage's names
-        self.provisioned = provision(
-            load_pipeline(settings.pipeline_config),
-            hosts_dir=self.options.hosts_dir,
-            state_dir=self.options.state_dir,
+        self.provisioned = deploy_package(
+            package,
+            REGION,
+            stack_name=f"roadie-{STAGE}",
+            parameters={"PollSeconds": str(self.options.poll_seconds)},
+        )
+        moto_patches.clear_functions()
+        import app as chalice_app
+
+        for function in self.provisioned.functions.values():
+            attribute = function.handler.removeprefix("app.")
+            if attribute == "app":
+                continue  # the HTTP front: Chalice's local server (start_api)
+            environ = self.function_environment(function, package.task_root)
+            moto_patches.register_function(function.name, getattr(chalice_app, attribute), environ)
+        api = self.provisioned.api
+        # outside a Lambda invocation (HTTP routes, the test client) code runs as the API handler
+        bootstrap.use_default(self.function_environment(api, package.task_root))
+        put_secrets(
+            REGION,
+            api,
             api_tokens={"local-admin": self.options.api_token},
             webhook_secrets={
                 "github": [self.options.github_secret],
                 "gitlab": [self.options.gitlab_token],
                 "bitbucket": [self.options.bitbucket_secret],
             },
-            host_counts=self.options.host_counts if host_counts is None else host_counts,
-            settings=settings,
         )
-        os.environ["ROADIE_STATE_MACHINE_ARN"] = self.provisioned.state_machine_arn
-        bootstrap.reset()
+        self.provisioned.hosts = launch_hosts(
+            REGION,
+            package.pipeline,
+            hosts_dir=self.options.hosts_dir,
+            state_dir=self.options.state_dir,
+            host_counts=self.options.host_counts if host_counts is None else host_counts,
+        )
+
+    @staticmethod
+    def function_environment(function: Any, task_root: Path) -> dict[str, str]:
+        """What a Lambda function sees: its template environment plus what the runtime sets.
+
+        Only the runtime's own variables are added (region, name, task root) and, because moto
+        has no EMF ingestion, ``ROADIE_MIRROR_METRICS``; never the serve process's settings.
+        """
+        return {
+            **function.environment,
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_LAMBDA_FUNCTION_NAME": function.name,
+            "LAMBDA_TASK_ROOT": str(task_root),
+            "ROADIE_MIRROR_METRICS": "1",
+        }
+
+    def invoke(self, logical_id: str, event: Any) -> Any:
+        """Invoke one of the stack's functions through (moto's) Lambda, as AWS would."""
+        from devstack.provision import clients
+
+        function = self.provisioned.functions[logical_id]
+        response = (
+            clients(REGION)
+            .client("lambda")
+            .invoke(FunctionName=function.name, Payload=json.dumps(event).encode())
+        )
+        payload = json.loads(response["Payload"].read() or b"null")
+        if response.get("FunctionError"):
+            raise RuntimeError(f"{function.name} failed: {payload}")
+        return payload
 
     def start_api(self, port: int | None = None) -> str:
         """Serve the Chalice app on 127.0.0.1 (port 0 picks a free one); returns its URL."""

@@ -401,7 +401,11 @@ def build_merge_template(stage: str, pipeline: PipelineConfig) -> dict[str, Any]
     common_env: dict[str, Any] = {t.env_var: {"Ref": t.logical_id} for t in n.tables}
     common_env["ROADIE_SSM_DOCUMENT"] = {"Ref": SSM_DOCUMENT}
     common_env.update(n.parameters)
-    functions: dict[str, str | None] = {API_HANDLER: None, **{v: k for k, v in tasks.items()}}
+    functions: dict[str, str | None] = {
+        API_HANDLER: None,
+        **{v: k for k, v in tasks.items()},
+        "Reconcile": "reconcile",
+    }
     for logical_id, function in functions.items():
         function_name = n.function_name(function)
         log_group = f"{logical_id}LogGroup"

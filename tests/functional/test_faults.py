@@ -217,8 +217,6 @@ SCHEDULED_EVENT = {
 def test_a_stopped_execution_is_reconciled_by_rolling_back(client: Any, fast: LocalStack) -> None:
     import boto3
 
-    import app as chalice_app
-
     deploy_v1(client, fast)
     fault(fast, ordered(fast)[2], "switch", "hang")  # holds the rollout inside batch 2
     response = post(client, {"app": "shop", "environment": "production", "sha": fast.sources.v2})
@@ -239,15 +237,14 @@ def test_a_stopped_execution_is_reconciled_by_rolling_back(client: Any, fast: Lo
         time.sleep(0.1)
     assert len(releases(fast)) == 2  # the fleet is mixed right now
 
-    actions = chalice_app.app.handler_map["reconcile"](SCHEDULED_EVENT, None)
+    # what EventBridge does: invoke the template's schedule function, with its environment
+    actions = fast.invoke("Reconcile", SCHEDULED_EVENT)
     assert actions == [{"deploy_id": deploy_id, "action": "rolling back: its execution is ABORTED"}]
     record = wait_for(client, deploy_id)
     assert record["status"] == "rolled_back"
     assert "ABORTED" in record["error"]["message"]
     assert_settled_on(client, fast, fast.sources.v1)
-    assert (
-        chalice_app.app.handler_map["reconcile"](SCHEDULED_EVENT, None) == []
-    )  # nothing left to fix
+    assert fast.invoke("Reconcile", SCHEDULED_EVENT) == []  # nothing left to fix
 
 
 def test_twenty_concurrent_triggers_run_one_rollout_at_a_time_and_each_migration_once(

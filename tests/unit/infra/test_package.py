@@ -1,87 +1,87 @@
-"""scripts/package.sh end to end, offline: merge template + chalice package + cfn-lint."""
+"""The packager's pure parts: config rendering, the merge, the zip, the lint inputs."""
 
 from __future__ import annotations
 
 import json
-import os
-import re
-import shutil
-import subprocess
-import sys
-import time
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from infra import template
-
-ROOT = Path(template.__file__).resolve().parents[1]
-VENV = Path(sys.executable).parent.parent
-BUDGET_SECONDS = 40
+from chalicelib.config import BUNDLED_CONFIG, check_deployable, parse_pipeline
+from chalicelib.domain.errors import ConfigError
+from infra import package
 
 
-def _project_copy(dest: Path) -> Path:
-    """What `chalice package` reads, with an EMPTY requirements.txt.
-
-    The real requirements need pip to download wheels (or Chalice's cached zip): the copy keeps
-    the run offline and fast, and cfn-lint only looks at sam.json, not at the zip's contents.
-    """
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    shutil.copy2(ROOT / "app.py", dest / "app.py")
-    for package in ("chalicelib", "infra"):
-        shutil.copytree(ROOT / package, dest / package, ignore=ignore)
-    (dest / ".chalice").mkdir()
-    for config in [ROOT / ".chalice" / "config.json", *(ROOT / ".chalice").glob("policy-*.json")]:
-        shutil.copy2(config, dest / ".chalice" / config.name)
-    (dest / "scripts").mkdir()
-    shutil.copy2(ROOT / "scripts" / "package.sh", dest / "scripts" / "package.sh")
-    (dest / "requirements.txt").write_text("")
-    return dest
+def test_render_expands_the_source_url_and_nothing_else() -> None:
+    text = BUNDLED_CONFIG.read_text()
+    rendered = package.render_config(text, {"ROADIE_STATE_DIR": "/srv/state"})
+    assert '"/srv/state/sources/shop"' in rendered
+    assert "${ROADIE_STATE_DIR}/sources" not in rendered
+    # comments that mention ${VAR} are text, not references
+    assert rendered.count("\n") == text.count("\n")
+    assert parse_pipeline(rendered, {}).apps["shop"].source.url == "/srv/state/sources/shop"
 
 
-def test_package_script_output_passes_cfn_lint(tmp_path: Path) -> None:
-    assert os.access(ROOT / "scripts" / "package.sh", os.X_OK), "package.sh is executable"
-    project = _project_copy(tmp_path)
-    out = tmp_path / "out"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env["VENV"] = str(VENV)
-    started = time.monotonic()
-    result = subprocess.run(
-        ["bash", str(project / "scripts" / "package.sh"), str(out)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=180,
-        check=False,
+def test_render_names_the_key_of_an_unset_variable() -> None:
+    with pytest.raises(ConfigError, match=r"^apps\.shop\.source\.url: .*ROADIE_STATE_DIR"):
+        package.render_config(BUNDLED_CONFIG.read_text(), {})
+
+
+def test_an_artifact_for_aws_refuses_a_local_source(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^apps\.shop\.source\.url: .*local path"):
+        package.load_config(BUNDLED_CONFIG, {"ROADIE_STATE_DIR": "/srv/state"}, local=False)
+    text, pipeline = package.load_config(
+        BUNDLED_CONFIG, {"ROADIE_STATE_DIR": "/srv/state"}, local=True
     )
-    elapsed = time.monotonic() - started
-    report = result.stdout + result.stderr
-    errors = re.findall(r"^E\d{4} .*$", report, re.MULTILINE)
-    assert errors == [], report
-    assert result.returncode == 0, report
-    if elapsed > BUDGET_SECONDS:
-        pytest.skip(f"package + cfn-lint passed but took {elapsed:.0f}s (> {BUDGET_SECONDS}s)")
+    assert pipeline.apps["shop"].source.url in text
 
-    sam = json.loads((out / "sam.json").read_text())
-    resources = sam["Resources"]
-    untyped = [name for name, r in resources.items() if "Type" not in r]
-    assert untyped == [], "merged onto a resource Chalice did not generate"
-    functions = [template.API_HANDLER, *template.function_logical_ids().values()]
-    for logical_id in functions:
-        assert resources[logical_id]["Type"] == "AWS::Serverless::Function"
-        variables = resources[logical_id]["Properties"]["Environment"]["Variables"]
-        assert variables["POWERTOOLS_SERVICE_NAME"] == "roadie", "deep merge kept config.json's"
-        assert variables["ROADIE_DEPLOYS_TABLE"] == {"Ref": "DeploysTable"}
-    kinds = {r["Type"] for r in resources.values()}
-    assert {
-        "AWS::DynamoDB::Table",
-        "AWS::SSM::Document",
-        "AWS::StepFunctions::StateMachine",
-        "AWS::CloudWatch::Dashboard",
-        "AWS::Logs::LogGroup",
-    } <= kinds
-    policy = json.loads((ROOT / ".chalice" / "policy-dev.json").read_text())
-    for logical_id in functions:
-        role = resources[logical_id]["Properties"]["Role"]["Fn::GetAtt"][0]
-        (attached,) = resources[role]["Properties"]["Policies"]
-        assert attached["PolicyDocument"] == policy
+
+def test_the_example_config_is_deployable() -> None:
+    _, pipeline = package.load_config(package.EXAMPLE_CONFIG, {}, local=False)
+    check_deployable(pipeline)
+    assert set(pipeline.apps["shop"].environments) == {"staging", "production"}
+
+
+def test_merge_is_chalices_deep_merge_lists_replaced_dicts_merged() -> None:
+    chalice = {"Resources": {"F": {"Type": "X", "Properties": {"A": 1, "L": [1, 2]}}}}
+    ours = {"Resources": {"F": {"Properties": {"B": 2, "L": [3]}}, "G": {"Type": "Y"}}}
+    assert package.merge(ours, chalice) == {
+        "Resources": {
+            "F": {"Type": "X", "Properties": {"A": 1, "B": 2, "L": [3]}},
+            "G": {"Type": "Y"},
+        }
+    }
+
+
+def test_the_zip_is_byte_for_byte_reproducible(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "pkg").mkdir(parents=True)
+    (tree / "pkg" / "b.py").write_text("B = 2\n")
+    (tree / "a.py").write_text("A = 1\n")
+    first, second = tmp_path / "1.zip", tmp_path / "2.zip"
+    package._write_zip(tree, first)
+    (tree / "a.py").touch()  # a newer mtime changes nothing
+    package._write_zip(tree, second)
+    assert first.read_bytes() == second.read_bytes()
+    with zipfile.ZipFile(first) as zf:
+        assert zf.namelist() == ["a.py", "pkg/b.py"]
+
+
+def test_the_definition_for_asl_validator_has_every_substitution_filled() -> None:
+    template = {
+        "Resources": {
+            "RolloutStateMachine": {
+                "Properties": {
+                    "Definition": {"States": {"A": {"Resource": "${RolloutPollArn}"}}},
+                    "DefinitionSubstitutions": {"RolloutPollArn": {"Fn::GetAtt": ["P", "Arn"]}},
+                }
+            }
+        }
+    }
+    definition = package.state_machine_definition(template)
+    assert definition["States"]["A"]["Resource"].endswith(":function:RolloutPollArn")
+    template["Resources"]["RolloutStateMachine"]["Properties"]["DefinitionSubstitutions"] = {}
+    with pytest.raises(package.PackageError, match="RolloutPollArn"):
+        package.state_machine_definition(template)
+    json.dumps(definition)

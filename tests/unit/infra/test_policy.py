@@ -161,7 +161,7 @@ def test_logs_only_into_the_functions_log_groups(statements: list[dict[str, Any]
         for r in merged["Resources"].values()
         if r.get("Type") == "AWS::Logs::LogGroup"
     ]
-    assert len(groups) == len(FUNCTIONS) + 1  # the API handler and each task function
+    assert len(groups) == len(FUNCTIONS) + 2  # the API handler, each task function, reconcile
     for group in groups:
         stream = arn("logs", f"log-group:{group}:log-stream:2025/01/01/[$LATEST]abc")
         assert allowed(statements, "logs:PutLogEvents", stream)
