@@ -18,9 +18,9 @@ import boto3
 
 from .adapters import dynamo
 from .adapters.aws import Executions, Fleet, HostCommands
-from .adapters.git import GitRefs
 from .adapters.idempotency import Deliveries
 from .adapters.metrics import DeployMetricsPublisher
+from .adapters.refs import Refs
 from .adapters.secrets import ApiTokens, WebhookSecrets
 from .config import PipelineConfig, Settings, load_pipeline
 from .services.deploys import DeployService
@@ -72,7 +72,10 @@ class Container:
             host_results=self.host_results,
             fleet=Fleet(self.client("ec2")),
             executions=Executions(self.client("stepfunctions"), self.settings.state_machine_arn),
-            refs=GitRefs(),
+            refs=Refs.standard(
+                s3_client=lambda: self.client("s3"),
+                max_age=self.settings.parameters_max_age,
+            ),
             poll_seconds=self.settings.poll_seconds,
             lease_seconds=self.settings.lease_seconds,
         )

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .domain.errors import ConfigError, NotFoundError, PlanningError
 from .domain.model import NAME_RE
@@ -32,6 +33,25 @@ TRIGGERS = ("push", "ci", "manual")
 MAX_TIMEOUT = 86400  # a day; the SSM document's executionTimeout takes at most 99999
 SOURCE_KINDS = ("git", "s3")
 COMMAND_NAMES = ("build", "migrate", "post_migrate", "health", "restart")
+# How refs resolve to SHAs in AWS, where there is no git binary: each SCM's REST API.
+SCM_API_URLS = {
+    "github": "https://api.github.com",
+    "gitlab": "https://gitlab.com/api/v4",
+    "bitbucket": "https://api.bitbucket.org/2.0",
+}
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost")  # the only hosts a plain http:// api_url may name
+SECRETS_MANAGER_PREFIX = "secretsmanager:"
+# An SSM parameter name: "/" then at most 15 levels of [A-Za-z0-9_.-], 1011 characters in all.
+SSM_PARAMETER_RE = re.compile(r"^(?=.{2,1011}\Z)(/[A-Za-z0-9_.-]+){1,15}\Z")
+SECRET_ID_RE = re.compile(
+    r"^(?:[A-Za-z0-9/_+=.@-]{1,512}"
+    r"|arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]{1,512})\Z"
+)
+S3_URL_RE = re.compile(
+    r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<prefix>[A-Za-z0-9_.+~-]+"
+    r"(?:/[A-Za-z0-9_.+~-]+)*))?\Z"
+)
+SCP_URL_RE = re.compile(r"^[A-Za-z0-9_.-]+@[A-Za-z0-9.-]+:(?!/*\Z)[A-Za-z0-9_./~+-]+\Z")
 
 
 @dataclass(frozen=True)
@@ -103,6 +123,15 @@ class Source:
 
 
 @dataclass(frozen=True)
+class ScmConfig:
+    """Where an app's refs resolve to SHAs without a git binary: an SCM's REST API."""
+
+    provider: str  # "github", "gitlab" or "bitbucket"
+    api_url: str  # no trailing slash, e.g. https://api.github.com
+    token: str | None = None  # "/ssm/parameter/name" or "secretsmanager:<secret id>"; None: public
+
+
+@dataclass(frozen=True)
 class EnvironmentConfig:
     name: str
     branch: str
@@ -121,6 +150,7 @@ class AppConfig:
     commands: dict[str, str]
     environments: dict[str, EnvironmentConfig] = field(default_factory=dict)
     keep_releases: int = 5
+    scm: ScmConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -258,6 +288,61 @@ def _environment(name: str, reader: _Reader, commands: dict[str, str]) -> Enviro
     )
 
 
+def _api_url(reader: _Reader, default: str) -> str:
+    key = reader.key("api_url")
+    url = reader.text("api_url", None, default)
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise ConfigError(f"{key}: must not contain spaces or control characters")
+    parts = urlsplit(url)
+    try:
+        _ = parts.port  # raises on a port that is not a number in range
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc}") from exc
+    host = parts.hostname or ""
+    if parts.scheme == "http" and host not in LOOPBACK_HOSTS:
+        raise ConfigError(f"{key}: must be https:// (http:// only for 127.0.0.1 or localhost)")
+    if parts.scheme not in ("https", "http") or not host:
+        raise ConfigError(f"{key}: must be an https:// URL with a host")
+    if "@" in parts.netloc:
+        raise ConfigError(f"{key}: must not contain credentials (use token)")
+    if "?" in url or "#" in url:
+        raise ConfigError(f"{key}: must not have a query or a fragment")
+    return url.rstrip("/")
+
+
+def _token(reader: _Reader) -> str | None:
+    key = reader.key("token")
+    token = reader.get("token", str, None)
+    if token is None:
+        return None
+    # Never echo the value: a mistake here is most likely a pasted token.
+    if token.startswith(SECRETS_MANAGER_PREFIX):
+        if not SECRET_ID_RE.match(token.removeprefix(SECRETS_MANAGER_PREFIX)):
+            raise ConfigError(f"{key}: secretsmanager: must be followed by a secret name or ARN")
+        return token
+    if not SSM_PARAMETER_RE.match(token):
+        raise ConfigError(
+            f"{key}: must be an SSM parameter name (/...) or secretsmanager:<secret id>, "
+            "never the token itself"
+        )
+    return token
+
+
+def _scm(reader: _Reader, repository: str) -> ScmConfig | None:
+    if reader.get("scm", dict, None) is None:
+        return None
+    scm = reader.child("scm")
+    provider = scm.text("provider")
+    if provider not in SCM_API_URLS:
+        raise ConfigError(f"{scm.key('provider')}: must be one of {', '.join(SCM_API_URLS)}")
+    api_url = _api_url(scm, SCM_API_URLS[provider])
+    token = _token(scm)
+    scm.done()
+    if provider in ("github", "bitbucket") and repository.count("/") != 1:
+        raise ConfigError(f"{reader.key('repository')}: {provider} names a repository owner/name")
+    return ScmConfig(provider=provider, api_url=api_url, token=token)
+
+
 def _app(name: str, reader: _Reader) -> AppConfig:
     if not NAME_RE.match(name):
         raise ConfigError(f"{reader.path}: app name must match {NAME_RE.pattern}")
@@ -270,6 +355,7 @@ def _app(name: str, reader: _Reader) -> AppConfig:
     if not SOURCE_URL_RE.match(url):
         raise ConfigError(f"{source_reader.key('url')}: {url!r} has characters hosts won't take")
     source_reader.done()
+    scm = _scm(reader, repository)
     commands_reader = reader.child("commands", {})
     commands = {}
     for command in COMMAND_NAMES:
@@ -297,7 +383,48 @@ def _app(name: str, reader: _Reader) -> AppConfig:
         commands=commands,
         environments=environments,
         keep_releases=keep,
+        scm=scm,
     )
+
+
+def _git_url_problem(url: str) -> str | None:
+    """Why ``url`` is not a remote git URL a host can fetch in AWS, or None if it is."""
+    if SCP_URL_RE.match(url):  # git@host:owner/name.git
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "ssh") or not parts.hostname:
+        return f"must be a remote URL (https://, ssh:// or git@host:path), got {url!r}"
+    if parts.password is not None or (parts.scheme == "https" and parts.username is not None):
+        return "must not contain credentials (they would ship inside the artifact)"
+    if parts.path.strip("/") == "" or parts.query or parts.fragment:
+        return f"must name a repository path, without a query or fragment, got {url!r}"
+    return None
+
+
+def check_deployable(pipeline: PipelineConfig) -> None:
+    """What a config bound for AWS must satisfy on top of ``parse_pipeline``'s checks; the
+    packager calls it. Raises ``ConfigError`` naming the key.
+
+    A ``git`` source is a remote URL (https://, ssh:// or git@host:path), never a local path,
+    and needs an ``scm`` table (Lambda has no git binary to resolve refs with); an ``s3`` source
+    is ``s3://bucket`` or ``s3://bucket/prefix``, the form the host script joins keys onto.
+    """
+    for name, app in pipeline.apps.items():
+        key = f"apps.{name}"
+        if app.source.kind == "git":
+            problem = _git_url_problem(app.source.url)
+            if problem:
+                raise ConfigError(f"{key}.source.url: a git source in AWS {problem}")
+            if app.scm is None:
+                raise ConfigError(
+                    f"{key}.scm: required for a git source in AWS (refs resolve through the "
+                    "SCM's API; Lambda has no git binary)"
+                )
+        elif app.source.kind == "s3" and not S3_URL_RE.match(app.source.url):
+            raise ConfigError(
+                f"{key}.source.url: an s3 source must be s3://bucket or s3://bucket/prefix "
+                f"(no trailing slash), got {app.source.url!r}"
+            )
 
 
 def parse_pipeline(text: str, environ: Mapping[str, str] | None = None) -> PipelineConfig:

@@ -18,6 +18,7 @@ from .domain.errors import (
     ConflictError,
     NotFoundError,
     RoadieError,
+    UnavailableError,
     ValidationError,
 )
 from .domain.model import Deploy, HostResult
@@ -57,6 +58,7 @@ _STATUS_FOR: list[tuple[type[Exception], int]] = [
     (ConfigError, 500),
     (AwsError, 503),
     (SecretsError, 503),
+    (UnavailableError, 503),
 ]
 
 

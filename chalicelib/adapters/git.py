@@ -1,18 +1,27 @@
-"""Resolves a git ref to a commit SHA with `git ls-remote` (argument list, never a shell)."""
+"""Resolves a git ref to a commit SHA with `git ls-remote` (argument list, never a shell).
+
+Only where a git binary exists: the embedded stack's local git source. In AWS an app's refs
+resolve through its SCM's API (``scm.py``) or its S3 ref objects (``refs.py``).
+"""
 
 from __future__ import annotations
 
 import subprocess
+from typing import TYPE_CHECKING
 
-from ..domain.errors import NotFoundError, ValidationError
+from ..domain.errors import NotFoundError, UnavailableError, ValidationError
 from ..domain.model import is_ref, is_sha
+
+if TYPE_CHECKING:
+    from ..config import AppConfig
 
 
 class GitRefs:
     def __init__(self, timeout_seconds: float = 20.0) -> None:
         self._timeout = timeout_seconds
 
-    def resolve(self, url: str, ref: str) -> str:
+    def resolve(self, app: AppConfig, ref: str) -> str:
+        url = app.source.url
         if not is_ref(ref):
             raise ValidationError(f"ref {ref!r} is not a valid branch or tag name")
         candidates = [ref] if ref.startswith("refs/") else [f"refs/heads/{ref}", f"refs/tags/{ref}"]
@@ -25,8 +34,10 @@ class GitRefs:
                 check=True,
                 env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin:/usr/local/bin"},
             ).stdout
-        except (subprocess.SubprocessError, OSError) as exc:
+        except subprocess.CalledProcessError as exc:
             raise NotFoundError(f"cannot read refs of the app's repository: {exc}") from exc
+        except (subprocess.SubprocessError, OSError) as exc:  # no git binary, or a timeout
+            raise UnavailableError(f"cannot run git ls-remote: {type(exc).__name__}") from exc
         found: dict[str, str] = {}
         for line in out.splitlines():
             listed_sha, _, name = line.partition("\t")

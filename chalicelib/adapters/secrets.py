@@ -78,3 +78,38 @@ class WebhookSecrets:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise SecretsError(f"webhook secret parameter {name} must be a JSON list of strings")
         return [v for v in value if v]
+
+
+# Visible ASCII only: anything else is refused by http.client, whose error quotes the value.
+_HEADER_SAFE = frozenset(chr(c) for c in range(0x21, 0x7F))
+
+
+class ScmTokens:
+    """SCM API tokens, read lazily and cached for ``max_age`` seconds. A token reference is an
+    SSM SecureString name (``/roadie/prod/scm/github``) or ``secretsmanager:<secret id>`` whose
+    secret string is the token itself. Errors name the reference, never the value."""
+
+    def __init__(self, max_age: int) -> None:
+        self._max_age = max_age
+
+    def read(self, reference: str) -> str:
+        try:
+            if reference.startswith("secretsmanager:"):
+                value = parameters.get_secret(
+                    reference.removeprefix("secretsmanager:"), max_age=self._max_age
+                )
+            else:
+                value = parameters.get_parameter(reference, decrypt=True, max_age=self._max_age)
+        except (GetParameterError, TransformParameterError) as exc:
+            raise SecretsError(f"SCM token {reference} is unreadable") from exc
+        if isinstance(value, bytes):
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise SecretsError(f"SCM token {reference} is not text") from None
+        token = str(value).strip() if value is not None else ""
+        if not token or not set(token) <= _HEADER_SAFE:
+            raise SecretsError(f"SCM token {reference} is empty or not a single printable word")
+        if token.startswith(("{", "[")):
+            raise SecretsError(f"SCM token {reference} must hold the token itself, not JSON")
+        return token

@@ -43,6 +43,13 @@ class InvalidTransitionError(ConflictError):
     code = "invalid_transition"
 
 
+class UnavailableError(RoadieError):
+    """A service Roadie depends on (an SCM's API, a network path) cannot answer now. It is
+    infrastructure, not bad input: the caller may retry later."""
+
+    code = "unavailable"
+
+
 class ConfigError(RoadieError):
     """The pipeline configuration is invalid; the message names the key."""
 

@@ -448,9 +448,7 @@ class DeployService:
             return sha
         if not ref:
             raise ValidationError("give either sha or ref")
-        if app.source.kind != "git":
-            raise ValidationError(f"app {app.name} deploys artifacts by sha; give sha, not ref")
-        return self.refs.resolve(app.source.url, ref)
+        return self.refs.resolve(app, ref)
 
     def _plan(self, env: EnvironmentConfig) -> RolloutPlan:
         hosts = self.fleet.hosts(env.host_tags)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
+from ..config import AppConfig
 from ..domain.environment import EnvironmentState
 from ..domain.model import Deploy, Host, HostResult
 
@@ -59,7 +60,9 @@ class HostFinder(Protocol):
 
 
 class RefResolver(Protocol):
-    def resolve(self, url: str, ref: str) -> str: ...
+    def resolve(self, app: AppConfig, ref: str) -> str:
+        """The 40-hex commit SHA ``ref`` (a branch, else a tag) names in ``app``'s source."""
+        ...
 
 
 class DeployMetrics(Protocol):

@@ -16,7 +16,9 @@ import pytest
 
 from chalicelib.config import (
     BUNDLED_CONFIG,
+    ScmConfig,
     Settings,
+    check_deployable,
     load_pipeline,
     parse_pipeline,
 )
@@ -610,3 +612,216 @@ def test_settings_are_frozen() -> None:
     s = Settings.from_env({})
     with pytest.raises(AttributeError):
         s.region = "x"  # type: ignore[misc]
+
+
+# --- the scm table: how refs resolve to SHAs in AWS --------------------------------------------
+
+SCM = r"^apps\.shop\.scm\."
+PASTED_TOKEN = "ghp_0123456789abcdefABCDEF0123456789abcd"
+
+
+def with_scm(**scm: Any) -> dict[str, Any]:
+    doc = good()
+    shop(doc)["scm"] = scm
+    return doc
+
+
+def test_an_app_without_an_scm_table_has_none() -> None:
+    assert parse(good()).app("shop").scm is None
+
+
+@pytest.mark.parametrize(
+    ("provider", "api_url"),
+    [
+        ("github", "https://api.github.com"),
+        ("gitlab", "https://gitlab.com/api/v4"),
+        ("bitbucket", "https://api.bitbucket.org/2.0"),
+    ],
+)
+def test_each_provider_defaults_to_its_public_api(provider: str, api_url: str) -> None:
+    scm = parse(with_scm(provider=provider)).app("shop").scm
+    assert scm == ScmConfig(provider=provider, api_url=api_url, token=None)
+
+
+def test_an_enterprise_api_url_keeps_its_path_without_a_trailing_slash() -> None:
+    doc = with_scm(provider="github", api_url="https://ghe.example.com:8443/api/v3/")
+    assert parse(doc).app("shop").scm == ScmConfig("github", "https://ghe.example.com:8443/api/v3")
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8123", "http://localhost/api/v4"])
+def test_plain_http_api_urls_are_accepted_only_on_loopback(url: str) -> None:
+    scm = parse(with_scm(provider="gitlab", api_url=url)).app("shop").scm
+    assert scm is not None and scm.api_url == url.rstrip("/")
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "/roadie/prod/scm/github",
+        "/x",
+        "secretsmanager:roadie/scm/github",
+        "secretsmanager:arn:aws:secretsmanager:eu-west-1:123456789012:secret:roadie/gh-AbCdEf",
+    ],
+)
+def test_a_token_is_a_parameter_name_or_a_secret_id(token: str) -> None:
+    scm = parse(with_scm(provider="github", token=token)).app("shop").scm
+    assert scm is not None and scm.token == token
+
+
+SCM_PROBLEMS = [
+    ("not a table", lambda d: shop(d).update(scm="github"), r"^apps\.shop\.scm: must be dict"),
+    ("no provider", lambda d: shop(d).update(scm={}), rf"{SCM}provider: required key is missing"),
+    ("provider", _set(f"{A}.scm.provider", "gitea"), rf"{SCM}provider: must be one of github"),
+    ("unknown key", _set(f"{A}.scm.url", "https://x"), rf"{SCM}url: unknown key"),
+    ("api_url int", _set(f"{A}.scm.api_url", 1), rf"{SCM}api_url: must be str"),
+    ("http", _set(f"{A}.scm.api_url", "http://api.github.com"), rf"{SCM}api_url: must be https"),
+    ("ftp", _set(f"{A}.scm.api_url", "ftp://api.github.com"), rf"{SCM}api_url: must be an https"),
+    ("no host", _set(f"{A}.scm.api_url", "https:///api"), rf"{SCM}api_url: must be an https"),
+    ("relative", _set(f"{A}.scm.api_url", "api.github.com"), rf"{SCM}api_url: must be an https"),
+    ("port", _set(f"{A}.scm.api_url", "https://h:99999"), rf"{SCM}api_url: Port out of range"),
+    ("space", _set(f"{A}.scm.api_url", "https://h/a b"), rf"{SCM}api_url: must not contain spa"),
+    ("userinfo", _set(f"{A}.scm.api_url", "https://u:p@h"), rf"{SCM}api_url: must not contain cr"),
+    ("user", _set(f"{A}.scm.api_url", "https://u@h"), rf"{SCM}api_url: must not contain cred"),
+    ("query", _set(f"{A}.scm.api_url", "https://h/api?x=1"), rf"{SCM}api_url: must not have a q"),
+    ("empty query", _set(f"{A}.scm.api_url", "https://h/?"), rf"{SCM}api_url: must not have a q"),
+    ("fragment", _set(f"{A}.scm.api_url", "https://h/#x"), rf"{SCM}api_url: must not have a q"),
+    ("token int", _set(f"{A}.scm.token", 1), rf"{SCM}token: must be str"),
+    ("token relative", _set(f"{A}.scm.token", "roadie/x"), rf"{SCM}token: must be an SSM param"),
+    ("token dir", _set(f"{A}.scm.token", "/roadie/"), rf"{SCM}token: must be an SSM parameter"),
+    ("token //", _set(f"{A}.scm.token", "/roadie//x"), rf"{SCM}token: must be an SSM parameter"),
+    ("token chars", _set(f"{A}.scm.token", "/roadie/$x"), rf"{SCM}token: must be an SSM param"),
+    ("token long", _set(f"{A}.scm.token", "/" + "x" * 1011), rf"{SCM}token: must be an SSM"),
+    ("token deep", _set(f"{A}.scm.token", "/a" * 16), rf"{SCM}token: must be an SSM parameter"),
+    ("secret empty", _set(f"{A}.scm.token", "secretsmanager:"), rf"{SCM}token: secretsmanager:"),
+    ("secret chars", _set(f"{A}.scm.token", "secretsmanager:a b"), rf"{SCM}token: secretsman"),
+    ("secret arn", _set(f"{A}.scm.token", "secretsmanager:arn:aws:s3:::b"), rf"{SCM}token: sec"),
+    ("3-part github", _set(f"{A}.repository", "a/b/c"), rf"{SHOP}repository: github names a rep"),
+]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"), [pytest.param(c, m, id=i) for i, c, m in SCM_PROBLEMS]
+)
+def test_each_scm_problem_is_reported_with_its_dotted_key(change, message: str) -> None:
+    doc = with_scm(provider="github")
+    change(doc)
+    with pytest.raises(ConfigError, match=message):
+        parse(doc)
+
+
+def test_gitlab_takes_a_repository_in_a_subgroup() -> None:
+    doc = with_scm(provider="gitlab")
+    shop(doc)["repository"] = "group/sub/shop"
+    assert parse(doc).app("shop").repository == "group/sub/shop"
+
+
+@pytest.mark.parametrize("token", [PASTED_TOKEN, f"secretsmanager:{PASTED_TOKEN} "])
+def test_a_pasted_token_is_refused_without_being_echoed(token: str) -> None:
+    with pytest.raises(ConfigError, match=rf"{SCM}token: ") as raised:
+        parse(with_scm(provider="github", token=token))
+    assert PASTED_TOKEN not in str(raised.value)
+
+
+# --- check_deployable: what a config bound for AWS must satisfy --------------------------------
+
+
+def deployable(source: dict[str, str], **scm: Any) -> dict[str, Any]:
+    doc = with_scm(**scm) if scm else good()
+    shop(doc)["source"] = source
+    return doc
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://github.com/roadie-demo/shop.git",
+        "https://gitlab.example.com:8443/group/sub/shop",
+        "ssh://git@github.com/roadie-demo/shop.git",
+        "ssh://git@ghe.example.com:2222/roadie-demo/shop.git",
+        "git@github.com:roadie-demo/shop.git",
+        "git@bitbucket.org:roadie-demo/shop.git",
+    ],
+)
+def test_a_remote_git_source_with_an_scm_table_is_deployable(url: str) -> None:
+    check_deployable(parse(deployable({"kind": "git", "url": url}, provider="github")))
+
+
+@pytest.mark.parametrize("url", ["s3://roadie-artifacts", "s3://roadie.artifacts-1/ci/builds"])
+def test_an_s3_source_is_deployable_without_an_scm_table(url: str) -> None:
+    check_deployable(parse(deployable({"kind": "s3", "url": url})))
+
+
+def test_the_bundled_demo_config_is_not_deployable_to_aws() -> None:
+    with pytest.raises(ConfigError, match=r"^apps\.shop\.source\.url: a git source in AWS must"):
+        check_deployable(load_pipeline(BUNDLED_CONFIG, {"ROADIE_STATE_DIR": "/x"}))
+
+
+def test_a_remote_git_source_without_an_scm_table_is_not_deployable() -> None:
+    doc = deployable({"kind": "git", "url": "git@github.com:roadie-demo/shop.git"})
+    with pytest.raises(ConfigError, match=r"^apps\.shop\.scm: required for a git source"):
+        check_deployable(parse(doc))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/srv/git/shop",
+        "./shop",
+        "~/shop.git",
+        "file:///srv/git/shop",
+        "http://github.com/roadie-demo/shop.git",
+        "https://github.com",
+        "https://github.com/",
+        "ssh://github.com",
+        "git@github.com:",
+        "git@github.com:/",
+        "github.com:roadie-demo/shop.git",
+    ],
+)
+def test_a_git_source_that_is_not_a_remote_url_is_not_deployable(url: str) -> None:
+    doc = deployable({"kind": "git", "url": url}, provider="github")
+    with pytest.raises(ConfigError, match=r"^apps\.shop\.source\.url: a git source in AWS must"):
+        check_deployable(parse(doc))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://deploy:s3cr3t-pass@github.com/roadie-demo/shop.git",
+        "https://s3cr3t-pass@github.com/roadie-demo/shop.git",
+        "ssh://git:s3cr3t-pass@github.com/roadie-demo/shop.git",
+    ],
+)
+def test_a_git_url_with_credentials_is_refused_without_echoing_them(url: str) -> None:
+    doc = deployable({"kind": "git", "url": url}, provider="github")
+    with pytest.raises(ConfigError, match=r"^apps\.shop\.source\.url: .*credentials") as raised:
+        check_deployable(parse(doc))
+    assert "s3cr3t-pass" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "s3://",
+        "s3://b",
+        "s3://Roadie-Artifacts",
+        "s3://roadie-artifacts/",
+        "s3://roadie-artifacts//ci",
+        "s3://roadie-artifacts/ci/",
+        "s3:/roadie-artifacts",
+        "/srv/artifacts",
+        "https://roadie-artifacts.s3.amazonaws.com/ci",
+    ],
+)
+def test_an_s3_source_that_is_not_bucket_and_prefix_is_not_deployable(url: str) -> None:
+    doc = deployable({"kind": "s3", "url": url})
+    with pytest.raises(ConfigError, match=r"^apps\.shop\.source\.url: an s3 source must be"):
+        check_deployable(parse(doc))
+
+
+def test_check_deployable_names_the_app_at_fault() -> None:
+    doc = good()
+    doc["apps"]["zoo"] = copy.deepcopy(shop(doc))
+    shop(doc)["source"] = {"kind": "s3", "url": "s3://roadie-artifacts"}
+    with pytest.raises(ConfigError, match=r"^apps\.zoo\.source\.url: "):
+        check_deployable(parse(doc))

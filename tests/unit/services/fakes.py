@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from chalicelib.config import AppConfig
 from chalicelib.domain.environment import EnvironmentState
 from chalicelib.domain.errors import ConflictError, NotFoundError
 from chalicelib.domain.model import Deploy, Host, HostResult, HostStatus, env_key
@@ -292,8 +293,10 @@ class FakeExecutions:
 class FakeRefs:
     def __init__(self, refs: Mapping[str, str] | None = None) -> None:
         self.refs = dict(refs or {})
+        self.asked: list[tuple[str, str]] = []  # (app name, ref)
 
-    def resolve(self, url: str, ref: str) -> str:
+    def resolve(self, app: AppConfig, ref: str) -> str:
+        self.asked.append((app.name, ref))
         try:
             return self.refs[ref]
         except KeyError:
