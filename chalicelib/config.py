@@ -453,14 +453,3 @@ def load_pipeline(path: Path, environ: Mapping[str, str] | None = None) -> Pipel
 @cache
 def settings() -> Settings:
     return Settings.from_env()
-
-
-def check_deployable(pipeline: PipelineConfig) -> None:
-    """What a config bound for AWS must also satisfy: sources reachable from Lambda and hosts."""
-    for name, app in pipeline.apps.items():
-        url = app.source.url
-        key = f"apps.{name}.source.url"
-        if app.source.kind == "s3" and not url.startswith("s3://"):
-            raise ConfigError(f"{key}: an s3 source must be an s3://bucket/prefix url")
-        if app.source.kind == "git" and not re.match(r"^(https://|ssh://|git@[^:/]+:)", url):
-            raise ConfigError(f"{key}: {url!r} is a local path; AWS hosts need a remote url")

@@ -29,7 +29,8 @@ def test_render_names_the_key_of_an_unset_variable() -> None:
 
 
 def test_an_artifact_for_aws_refuses_a_local_source(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"^apps\.shop\.source\.url: .*local path"):
+    local = r"^apps\.shop\.source\.url: a git source in AWS must be a remote URL"
+    with pytest.raises(ConfigError, match=local):
         package.load_config(BUNDLED_CONFIG, {"ROADIE_STATE_DIR": "/srv/state"}, local=False)
     text, pipeline = package.load_config(
         BUNDLED_CONFIG, {"ROADIE_STATE_DIR": "/srv/state"}, local=True
