@@ -37,6 +37,7 @@ typecheck: venv
 	$(VENV)/bin/mypy
 
 test: venv lint typecheck
+	$(PY) -m infra.package --stage dev --config infra/pipeline.example.toml --out out
 	$(VENV)/bin/pytest -n 2 --dist loadfile
 
 package: venv

@@ -88,7 +88,13 @@ class Container:
             lifecycle=self.deploys,
             executions=self.deploys.executions,
             poll_seconds=self.settings.poll_seconds,
+            metrics=self.metrics,
         )
+
+    @cached_property
+    def metrics(self) -> DeployMetricsPublisher:
+        mirror = self.client("cloudwatch") if self.settings.mirror_metrics else None
+        return DeployMetricsPublisher(mirror)
 
     @cached_property
     def webhooks(self) -> WebhookService:
@@ -110,12 +116,11 @@ class Container:
 
     @cached_property
     def rollout(self) -> RolloutService:
-        mirror = self.client("cloudwatch") if self.settings.mirror_metrics else None
         return RolloutService(
             deploys=self.deploy_repository,
             host_results=self.host_results,
             commands=HostCommands(self.client("ssm"), self.settings.ssm_document),
-            metrics=DeployMetricsPublisher(mirror),
+            metrics=self.metrics,
             lifecycle=self.deploys,
         )
 

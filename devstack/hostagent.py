@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -149,11 +150,14 @@ class HostAgent:
         except ValueError as exc:
             return "Failed", 1, "", f"invalid document parameters: {exc}"
         env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            # the venv's bin first: its `aws` CLI is what a host's AMI has for s3 sources
+            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
             "HOME": str(host),
             "LANG": "C.UTF-8",
             "ROADIE_HOST_ROOT": str(host),
             "ROADIE_HOST_ID": instance_id,
+            # what the instance profile gives a real host: credentials for (moto's) AWS
+            **{k: v for k, v in os.environ.items() if k in INSTANCE_PROFILE_VARIABLES},
         }
         # a session of its own, so a timeout kills the script's children too (as the SSM agent does)
         with subprocess.Popen(
@@ -173,6 +177,16 @@ class HostAgent:
                 return "TimedOut", -1, out, err + f"\nexecution timed out after {timeout}s"
         status = "Success" if proc.returncode == 0 else "Failed"
         return status, proc.returncode, out, err
+
+
+INSTANCE_PROFILE_VARIABLES = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+)
 
 
 def reset_hosts_dir(hosts_dir: Path) -> None:

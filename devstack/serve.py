@@ -8,13 +8,11 @@ from typing import Any
 
 from devstack.stack import LocalStack, StackOptions
 
-SCHEDULED_EVENT = {"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}
-
 
 def reconcile(stack: LocalStack) -> list[dict[str, Any]]:
     """What EventBridge does every minute in AWS: invoke the template's Reconcile function."""
     try:
-        return list(stack.invoke("Reconcile", SCHEDULED_EVENT) or [])
+        return list(stack.run_schedule("Reconcile") or [])
     except Exception as exc:  # keep serving; say what went wrong
         print(f"  reconcile failed: {exc}", flush=True)
         return []

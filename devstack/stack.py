@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import threading
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,7 @@ class LocalStack:
         self._api: Any = None
         self._api_thread: threading.Thread | None = None
         self.provisioned: Any = None
+        self.package: Any = None  # the infra.package.Package the stack was deployed from
         self.sources: Any = None
 
     def _set_environment(self) -> None:
@@ -172,6 +174,7 @@ class LocalStack:
             environ={"ROADIE_STATE_DIR": str(self.options.state_dir)},
             local=True,
         )
+        self.package = package
         requests.post(f"{self.endpoint}/moto-api/reset", timeout=30).raise_for_status()
         self._configure_moto()
         parameters.clear_caches()
@@ -231,6 +234,24 @@ class LocalStack:
             "LAMBDA_TASK_ROOT": str(task_root),
             "ROADIE_MIRROR_METRICS": "1",
         }
+
+    def run_schedule(self, logical_id: str = "Reconcile") -> Any:
+        """What EventBridge does on the function's schedule: invoke it with a Scheduled Event."""
+        from datetime import UTC, datetime
+
+        name = self.provisioned.functions[logical_id].name
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": "123456789012",
+            "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": REGION,
+            "resources": [f"arn:aws:events:{REGION}:123456789012:rule/{name}"],
+            "detail": {},
+        }
+        return self.invoke(logical_id, event)
 
     def invoke(self, logical_id: str, event: Any) -> Any:
         """Invoke one of the stack's functions through (moto's) Lambda, as AWS would."""

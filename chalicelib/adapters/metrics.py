@@ -1,6 +1,8 @@
 """CloudWatch metrics through Powertools (EMF); locally mirrored with PutMetricData.
 
-Dimensions are a small fixed set (app, environment); never a SHA or a host id.
+Dimensions are a small fixed set (app, environment); never a SHA or a host id. In AWS the
+functions only print EMF (their roles have no cloudwatch:PutMetricData); the mirror is the
+local stack's.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from ..domain.model import Deploy, DeployStatus
 
 NAMESPACE = "Roadie"
+LOCK_AGE = "LockAgeSeconds"
 
 
 class DeployMetricsPublisher:
@@ -23,22 +26,40 @@ class DeployMetricsPublisher:
             ("DeployFinished", 1, MetricUnit.Count.value),
             ("DeploySucceeded", 1 if deploy.status is DeployStatus.SUCCEEDED else 0, "Count"),
             ("DeployFailed", 0 if deploy.status is DeployStatus.SUCCEEDED else 1, "Count"),
+            # a cancel is an operator's choice, not a fault: the alarm on failed deploys
+            # subtracts it from DeployFailed (which the dashboard keeps counting as not-succeeded)
+            ("DeployCancelled", 1 if deploy.status is DeployStatus.CANCELLED else 0, "Count"),
         ]
         if duration_seconds is not None:
             values.append(("DeployDuration", duration_seconds, MetricUnit.Seconds.value))
+        metadata = {"deploy_id": deploy.deploy_id, "status": deploy.status.value}
+        self._publish(deploy.app, deploy.environment, values, metadata)
+
+    def lock_age(self, app: str, environment: str, seconds: float) -> None:
+        """How long the deploy holding the environment's lock has held it (the reconciler
+        reports it every run; an alarm fires when it outlives every phase timeout)."""
+        self._publish(app, environment, [(LOCK_AGE, seconds, MetricUnit.Seconds.value)], {})
+
+    def _publish(
+        self,
+        app: str,
+        environment: str,
+        values: list[tuple[str, float, str]],
+        metadata: dict[str, str],
+    ) -> None:
         metrics = EphemeralMetrics(namespace=NAMESPACE, service="roadie")
-        metrics.add_dimension("app", deploy.app)
-        metrics.add_dimension("environment", deploy.environment)
+        metrics.add_dimension("app", app)
+        metrics.add_dimension("environment", environment)
         for name, value, unit in values:
             metrics.add_metric(name=name, unit=unit, value=value)
-        metrics.add_metadata("deploy_id", deploy.deploy_id)
-        metrics.add_metadata("status", deploy.status.value)
+        for key, text in metadata.items():
+            metrics.add_metadata(key, text)
         metrics.flush_metrics()
         if self._mirror is not None:
             dims = [  # the same dimensions Powertools gives the EMF metrics in AWS
                 {"Name": "service", "Value": "roadie"},
-                {"Name": "app", "Value": deploy.app},
-                {"Name": "environment", "Value": deploy.environment},
+                {"Name": "app", "Value": app},
+                {"Name": "environment", "Value": environment},
             ]
             self._mirror.put_metric_data(
                 Namespace=NAMESPACE,

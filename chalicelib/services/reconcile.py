@@ -7,6 +7,8 @@ Run on a schedule (and safe to run any time). For each environment someone holds
   back (ends ``rolled_back``, cause recorded); otherwise end it ``errored``;
 - the holder's lease expired with no execution at all: end it ``errored``;
 - nobody holds the lock but a deploy is queued (and not frozen): start it.
+It also reports how long each active holder has held its lock (``LockAgeSeconds``), so an
+alarm can catch a lock that outlives every phase timeout.
 """
 
 from __future__ import annotations
@@ -14,17 +16,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from ..config import PipelineConfig
 from ..domain.lifecycle import is_active
 from ..domain.model import Deploy, DeployStatus, HostCommand, Phase
 from ..domain.rollout import Step
-from .clock import iso, utcnow
+from .clock import iso, parse_iso, utcnow
 from .deploys import DeployService, document_parameters
 from .ports import DeployStore, Orchestrator
 
 NOTHING_SWITCHED = (Phase.PENDING, Phase.STAGING)
+
+
+class LockAgeGauge(Protocol):
+    def lock_age(self, app: str, environment: str, seconds: float) -> None: ...
 
 
 @dataclass
@@ -35,6 +41,7 @@ class Reconciler:
     executions: Orchestrator
     poll_seconds: int
     clock: Callable[[], datetime] = utcnow
+    metrics: LockAgeGauge | None = None
 
     def run(self) -> list[dict[str, str]]:
         """Fix what needs fixing; returns what was done (for logs and tests)."""
@@ -52,6 +59,10 @@ class Reconciler:
                 self.lifecycle.end(deploy)
                 actions.append({"deploy_id": holder, "action": "released a finished deploy"})
                 continue
+            if self.metrics is not None:
+                held_since = parse_iso(deploy.started_at or deploy.created_at)
+                age = max(0.0, (now - held_since).total_seconds())
+                self.metrics.lock_age(env.app, env.environment, age)
             status = self.executions.status(deploy.execution_arn) if deploy.execution_arn else None
             expired = env.holder(now.timestamp()) is None
             if status == "RUNNING" or (status is None and not expired):

@@ -201,19 +201,6 @@ def test_an_ssm_api_error_after_the_first_switch_ends_errored_and_rolled_back(
     assert_settled_on(client, fast, fast.sources.v1)
 
 
-SCHEDULED_EVENT = {
-    "version": "0",
-    "id": "5c4a8c3e-0000-0000-0000-000000000000",
-    "detail-type": "Scheduled Event",
-    "source": "aws.events",
-    "account": "123456789012",
-    "time": "2026-11-27T22:00:00Z",
-    "region": "us-east-1",
-    "resources": ["arn:aws:events:us-east-1:123456789012:rule/roadie-dev-reconcile"],
-    "detail": {},
-}
-
-
 def test_a_stopped_execution_is_reconciled_by_rolling_back(client: Any, fast: LocalStack) -> None:
     import boto3
 
@@ -238,13 +225,13 @@ def test_a_stopped_execution_is_reconciled_by_rolling_back(client: Any, fast: Lo
     assert len(releases(fast)) == 2  # the fleet is mixed right now
 
     # what EventBridge does: invoke the template's schedule function, with its environment
-    actions = fast.invoke("Reconcile", SCHEDULED_EVENT)
+    actions = fast.run_schedule("Reconcile")
     assert actions == [{"deploy_id": deploy_id, "action": "rolling back: its execution is ABORTED"}]
     record = wait_for(client, deploy_id)
     assert record["status"] == "rolled_back"
     assert "ABORTED" in record["error"]["message"]
     assert_settled_on(client, fast, fast.sources.v1)
-    assert fast.invoke("Reconcile", SCHEDULED_EVENT) == []  # nothing left to fix
+    assert fast.run_schedule("Reconcile") == []  # nothing left to fix
 
 
 def test_twenty_concurrent_triggers_run_one_rollout_at_a_time_and_each_migration_once(
