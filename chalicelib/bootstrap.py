@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
 
 import boto3
@@ -62,8 +62,10 @@ class Container:
             pipeline=self.pipeline,
             deploys=self.deploy_repository,
             host_results=self.host_results,
-            fleet=Fleet(self.client("ec2")),
-            executions=Executions(self.client("stepfunctions"), self.settings.state_machine_arn),
+            fleet=Fleet(partial(self.client, "ec2")),
+            executions=Executions(
+                partial(self.client, "stepfunctions"), self.settings.state_machine_arn
+            ),
             refs=GitRefs(),
             poll_seconds=self.settings.poll_seconds,
             lease_seconds=self.settings.lease_seconds,
@@ -92,18 +94,20 @@ class Container:
                 },
                 s.parameters_max_age,
             ),
-            deliveries=Deliveries(s.idempotency_table, self.client("dynamodb")),
+            deliveries=Deliveries(s.idempotency_table, partial(self.client, "dynamodb")),
             deploys=self.deploys,
             allow_github_sha1=os.environ.get("ROADIE_GITHUB_ALLOW_SHA1") == "1",
         )
 
     @cached_property
     def rollout(self) -> RolloutService:
-        mirror = self.client("cloudwatch") if os.environ.get("ROADIE_MIRROR_METRICS") else None
+        mirror = (
+            partial(self.client, "cloudwatch") if os.environ.get("ROADIE_MIRROR_METRICS") else None
+        )
         return RolloutService(
             deploys=self.deploy_repository,
             host_results=self.host_results,
-            commands=HostCommands(self.client("ssm"), self.settings.ssm_document),
+            commands=HostCommands(partial(self.client, "ssm"), self.settings.ssm_document),
             metrics=DeployMetricsPublisher(mirror),
             lifecycle=self.deploys,
         )
