@@ -1,7 +1,9 @@
 """Run every benchmark in bench/ in turn: ``python -m bench [name ...]``.
 
 A benchmark is any module of this package (not starting with ``_``) that defines ``main()``;
-new ones (``bench/rollout.py``, ...) are picked up without editing this file. Each runs in its
+new ones (``bench/rollout.py``, ...) are picked up without editing this file. A module may also
+define ``prepare() -> int``, run here first to build what it measures when that is missing (as
+every make target installs what it needs); a non-zero answer skips the benchmark. Each runs in its
 own interpreter (``python -m bench.<name>``) because every benchmark starts an embedded stack,
 which patches moto, botocore and Chalice process-wide; a fresh process keeps them independent.
 The exit status is the first non-zero one, or 0.
@@ -44,7 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in wanted or available:
         print(f"=== bench.{name} ===", flush=True)
         started = time.monotonic()
-        code = subprocess.call([sys.executable, "-m", f"bench.{name}"], cwd=ROOT)
+        prepare = getattr(importlib.import_module(f"bench.{name}"), "prepare", None)
+        code = prepare() if callable(prepare) else 0
+        if code == 0:
+            code = subprocess.call([sys.executable, "-m", f"bench.{name}"], cwd=ROOT)
         print(f"=== bench.{name}: exit {code} after {time.monotonic() - started:.0f} s ===\n")
         status = status or code
     return status

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
 
 import boto3
@@ -70,10 +70,12 @@ class Container:
             pipeline=self.pipeline,
             deploys=self.deploy_repository,
             host_results=self.host_results,
-            fleet=Fleet(self.client("ec2")),
-            executions=Executions(self.client("stepfunctions"), self.settings.state_machine_arn),
+            fleet=Fleet(partial(self.client, "ec2")),
+            executions=Executions(
+                partial(self.client, "stepfunctions"), self.settings.state_machine_arn
+            ),
             refs=Refs.standard(
-                s3_client=lambda: self.client("s3"),
+                s3_client=partial(self.client, "s3"),
                 max_age=self.settings.parameters_max_age,
             ),
             poll_seconds=self.settings.poll_seconds,
@@ -93,7 +95,7 @@ class Container:
 
     @cached_property
     def metrics(self) -> DeployMetricsPublisher:
-        mirror = self.client("cloudwatch") if self.settings.mirror_metrics else None
+        mirror = partial(self.client, "cloudwatch") if self.settings.mirror_metrics else None
         return DeployMetricsPublisher(mirror)
 
     @cached_property
@@ -109,7 +111,7 @@ class Container:
                 },
                 s.parameters_max_age,
             ),
-            deliveries=Deliveries(s.idempotency_table, self.client("dynamodb")),
+            deliveries=Deliveries(s.idempotency_table, partial(self.client, "dynamodb")),
             deploys=self.deploys,
             allow_github_sha1=s.allow_github_sha1,
         )
@@ -119,7 +121,7 @@ class Container:
         return RolloutService(
             deploys=self.deploy_repository,
             host_results=self.host_results,
-            commands=HostCommands(self.client("ssm"), self.settings.ssm_document),
+            commands=HostCommands(partial(self.client, "ssm"), self.settings.ssm_document),
             metrics=self.metrics,
             lifecycle=self.deploys,
         )

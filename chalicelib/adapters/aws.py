@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,27 @@ _INVOCATION_STATUS = {
 }
 
 
+ClientFactory = Callable[[], Any]
+
+
+class LazyClient:
+    """A boto3 client built by ``factory`` on first use, once: building one costs tens of ms
+    (its service model loads), so a function that never calls a service never builds its client.
+    """
+
+    def __init__(self, factory: ClientFactory) -> None:
+        self._factory = factory
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> Any:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._factory()
+        return self._client
+
+
 class AwsError(RoadieError):
     """An AWS API call failed (our infrastructure, not the request)."""
 
@@ -48,8 +70,8 @@ class Invocation:
 class HostCommands:
     """Runs the Roadie SSM document on hosts and reads back what each host did."""
 
-    def __init__(self, ssm_client: Any, document_name: str) -> None:
-        self._ssm = ssm_client
+    def __init__(self, ssm_client_factory: ClientFactory, document_name: str) -> None:
+        self._ssm = LazyClient(ssm_client_factory)
         self._document = document_name
 
     def run(
@@ -64,7 +86,7 @@ class HostCommands:
         if not 1 <= len(instance_ids) <= 50:
             raise ValueError("SSM takes 1..50 instance ids per command")
         try:
-            response = self._ssm.send_command(
+            response = self._ssm().send_command(
                 InstanceIds=list(instance_ids),
                 DocumentName=self._document,
                 Parameters={key: [value] for key, value in parameters.items()},
@@ -79,14 +101,14 @@ class HostCommands:
 
     def is_finished(self, command_id: str) -> bool:
         try:
-            commands = self._ssm.list_commands(CommandId=command_id)["Commands"]
+            commands = self._ssm().list_commands(CommandId=command_id)["Commands"]
         except ClientError as exc:
             raise AwsError(f"SSM ListCommands failed: {exc}") from exc
         return bool(commands) and commands[0]["Status"] in _TERMINAL_COMMAND
 
     def invocation(self, command_id: str, instance_id: str) -> Invocation:
         try:
-            inv = self._ssm.get_command_invocation(CommandId=command_id, InstanceId=instance_id)
+            inv = self._ssm().get_command_invocation(CommandId=command_id, InstanceId=instance_id)
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "InvocationDoesNotExist":
                 return Invocation(instance_id, HostStatus.PENDING, None, "", "", None, None, "")
@@ -108,13 +130,13 @@ class HostCommands:
 class Executions:
     """Starts and inspects rollout executions of the one generic state machine."""
 
-    def __init__(self, sfn_client: Any, state_machine_arn: str) -> None:
-        self._sfn = sfn_client
+    def __init__(self, sfn_client_factory: ClientFactory, state_machine_arn: str) -> None:
+        self._sfn = LazyClient(sfn_client_factory)
         self._arn = state_machine_arn
 
     def start(self, name: str, payload: Mapping[str, Any]) -> str:
         try:
-            response = self._sfn.start_execution(
+            response = self._sfn().start_execution(
                 stateMachineArn=self._arn, name=name, input=json.dumps(payload)
             )
         except ClientError as exc:
@@ -125,13 +147,13 @@ class Executions:
 
     def status(self, execution_arn: str) -> str:
         try:
-            return str(self._sfn.describe_execution(executionArn=execution_arn)["status"])
+            return str(self._sfn().describe_execution(executionArn=execution_arn)["status"])
         except ClientError as exc:
             raise AwsError(f"DescribeExecution failed: {exc}") from exc
 
     def stop(self, execution_arn: str, cause: str) -> None:
         try:
-            self._sfn.stop_execution(executionArn=execution_arn, cause=cause[:32768])
+            self._sfn().stop_execution(executionArn=execution_arn, cause=cause[:32768])
         except ClientError as exc:
             raise AwsError(f"StopExecution failed: {exc}") from exc
 
@@ -139,15 +161,15 @@ class Executions:
 class Fleet:
     """Finds an environment's hosts by EC2 tags (running instances only)."""
 
-    def __init__(self, ec2_client: Any) -> None:
-        self._ec2 = ec2_client
+    def __init__(self, ec2_client_factory: ClientFactory) -> None:
+        self._ec2 = LazyClient(ec2_client_factory)
 
     def hosts(self, tags: Mapping[str, str]) -> list[Host]:
         filters = [{"Name": f"tag:{k}", "Values": [v]} for k, v in sorted(tags.items())]
         filters.append({"Name": "instance-state-name", "Values": ["running"]})
         hosts: list[Host] = []
         try:
-            for page in self._ec2.get_paginator("describe_instances").paginate(Filters=filters):
+            for page in self._ec2().get_paginator("describe_instances").paginate(Filters=filters):
                 for reservation in page["Reservations"]:
                     for instance in reservation["Instances"]:
                         name = next(

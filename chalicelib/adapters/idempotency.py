@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import cached_property
 from typing import Any
 
 from aws_lambda_powertools.utilities.idempotency import (
@@ -22,6 +23,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 
 from ..domain.errors import ConflictError
+from .aws import ClientFactory
 
 # The table's key schema; the AWS template and the local stack both create it from these.
 KEY_ATTRIBUTE = "id"
@@ -43,17 +45,13 @@ class Deliveries:
     def __init__(
         self,
         table_name: str,
-        client: Any,
+        client_factory: ClientFactory,
         *,
         expires_after_seconds: int = DEFAULT_EXPIRY_SECONDS,
         in_progress_wait_seconds: float = 5.0,
     ) -> None:
-        self._store = DynamoDBPersistenceLayer(
-            table_name=table_name,
-            key_attr=KEY_ATTRIBUTE,
-            expiry_attr=EXPIRY_ATTRIBUTE,
-            boto3_client=client,
-        )
+        self._table = table_name
+        self._client_factory = client_factory
         self._config = IdempotencyConfig(
             event_key_jmespath="key",
             payload_validation_jmespath="body_sha256",
@@ -62,6 +60,16 @@ class Deliveries:
             use_local_cache=False,
         )
         self._wait = in_progress_wait_seconds
+
+    @cached_property
+    def _store(self) -> DynamoDBPersistenceLayer:
+        # built on the first delivery: a request refused before it (bad signature) builds no client
+        return DynamoDBPersistenceLayer(
+            table_name=self._table,
+            key_attr=KEY_ATTRIBUTE,
+            expiry_attr=EXPIRY_ATTRIBUTE,
+            boto3_client=self._client_factory(),
+        )
 
     def once(
         self,

@@ -7,19 +7,18 @@ local stack's.
 
 from __future__ import annotations
 
-from typing import Any
-
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from ..domain.model import Deploy, DeployStatus
+from .aws import ClientFactory, LazyClient
 
 NAMESPACE = "Roadie"
 LOCK_AGE = "LockAgeSeconds"
 
 
 class DeployMetricsPublisher:
-    def __init__(self, cloudwatch_client: Any | None = None) -> None:
-        self._mirror = cloudwatch_client
+    def __init__(self, cloudwatch_client_factory: ClientFactory | None = None) -> None:
+        self._mirror = LazyClient(cloudwatch_client_factory) if cloudwatch_client_factory else None
 
     def deploy_finished(self, deploy: Deploy, duration_seconds: float | None) -> None:
         values: list[tuple[str, float, str]] = [
@@ -61,7 +60,7 @@ class DeployMetricsPublisher:
                 {"Name": "app", "Value": app},
                 {"Name": "environment", "Value": environment},
             ]
-            self._mirror.put_metric_data(
+            self._mirror().put_metric_data(
                 Namespace=NAMESPACE,
                 MetricData=[
                     {"MetricName": n, "Value": v, "Unit": u, "Dimensions": dims}

@@ -39,7 +39,7 @@ def test_lock_age_is_one_emf_metric_per_app_and_environment(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     mirror = RecordingCloudWatch()
-    DeployMetricsPublisher(mirror).lock_age("shop", "production", 42.0)
+    DeployMetricsPublisher(lambda: mirror).lock_age("shop", "production", 42.0)
     (doc,) = emf_documents(capsys.readouterr().out)
     (directive,) = doc["_aws"]["CloudWatchMetrics"]
     assert directive["Namespace"] == NAMESPACE
