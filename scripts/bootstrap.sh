@@ -40,7 +40,8 @@ if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]
   exit 0
 fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/pip install --disable-pip-version-check -q --upgrade pip 2>&1 | grep -v "is ignored" || true
+# chalice 1.34 drives pip to vendor the Lambda dependencies and supports pip < 26.3
+.venv/bin/pip install --disable-pip-version-check -q "pip==26.2.1" 2>&1 | grep -v "is ignored" || true
 .venv/bin/pip install --disable-pip-version-check -q -r requirements-dev.txt 2>&1 | grep -v "is ignored" || true
 .venv/bin/python -c "import chalice, moto, pynamodb, aws_lambda_powertools" \
   || { echo "bootstrap: install failed" >&2; exit 1; }
