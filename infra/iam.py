@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.config import PipelineConfig
+from chalicelib.domain.errors import ConfigError
 
 if TYPE_CHECKING:  # infra.template imports this module
     from infra.template import Names
@@ -177,7 +178,7 @@ def _star(sid: str, actions: Sequence[str]) -> Statement:
 def parameter_arn(name: str) -> dict[str, str]:
     """The ARN of an SSM parameter named ``/a/b`` (``...:parameter/a/b``)."""
     if not name.startswith("/"):
-        raise ValueError(f"parameter name {name!r} must start with '/'")
+        raise ConfigError(f"parameter name {name!r} must start with '/'")
     return arn("ssm", f"parameter{name}")
 
 
@@ -210,19 +211,19 @@ def scm_grants(pipeline: PipelineConfig) -> ScmGrants:
             elif token.startswith(SECRETSMANAGER_PREFIX):
                 secret_id = token.removeprefix(SECRETSMANAGER_PREFIX)
                 if not secret_id or secret_id.startswith("arn:"):
-                    raise ValueError(
+                    raise ConfigError(
                         f"{where}: give the secret's name (secretsmanager:<name>); the policy "
                         "grants secrets of this stack's account and region only"
                     )
                 secrets.append(secret_id)
             else:
-                raise ValueError(
+                raise ConfigError(
                     f"{where}: {token!r} is neither an SSM parameter name (/...) nor "
                     "secretsmanager:<name>; infra/iam.py cannot grant access to it"
                 )
         if app.source.kind == "s3":
             if not app.source.url.startswith("s3://"):
-                raise ValueError(f"apps.{app.name}.source.url: an s3 source is s3://bucket/prefix")
+                raise ConfigError(f"apps.{app.name}.source.url: an s3 source is s3://bucket/prefix")
             bucket, _, prefix = app.source.url.removeprefix("s3://").partition("/")
             parts = [p for p in (prefix.strip("/"), app.name, "refs", "*") if p]
             objects.append(f"{bucket}/{'/'.join(parts)}")
@@ -261,7 +262,7 @@ def send_command_statements(n: Names, pipeline: PipelineConfig) -> list[Statemen
         for env_name, env in app.environments.items():
             missing = [t for t in REQUIRED_HOST_TAGS if t not in env.host_tags]
             if missing:
-                raise ValueError(
+                raise ConfigError(
                     f"apps.{app_name}.environments.{env_name}.hosts.tags: needs the tag(s) "
                     f"{', '.join(missing)}: the IAM policy lets ssm:SendCommand reach only "
                     "instances tagged with a configured App and Environment"
@@ -480,7 +481,7 @@ def role_policies(
     document = policy_document(statements)
     size = resolved_size(document)
     if size > ROLE_POLICY_LIMIT:
-        raise ValueError(
+        raise ConfigError(
             f"{role}: its policy would be {size} characters, over IAM's {ROLE_POLICY_LIMIT} "
             "per role (too many configured environments for one statement each?)"
         )

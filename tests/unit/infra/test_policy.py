@@ -23,6 +23,7 @@ from chalicelib.config import (
     Source,
     load_pipeline,
 )
+from chalicelib.domain.errors import ConfigError
 from infra import iam, template
 
 ROOT = Path(template.__file__).resolve().parents[1]
@@ -329,7 +330,7 @@ def test_too_many_environments_for_one_role_is_refused_at_package_time() -> None
         for i in range(120)
     }
     crowded = PipelineConfig({"shop": replace(shop, environments=envs)})
-    with pytest.raises(ValueError, match="over IAM's 10240"):
+    with pytest.raises(ConfigError, match="over IAM's 10240"):
         template.build_merge_template("dev", crowded)
 
 
@@ -663,7 +664,7 @@ def test_an_environment_without_app_and_environment_tags_is_refused() -> None:
     shop = DEMO.apps["shop"]
     untagged: EnvironmentConfig = replace(shop.environments["staging"], host_tags={"Role": "web"})
     config = PipelineConfig({"shop": replace(shop, environments={"staging": untagged})})
-    with pytest.raises(ValueError, match=r"apps\.shop\.environments\.staging\.hosts\.tags"):
+    with pytest.raises(ConfigError, match=r"apps\.shop\.environments\.staging\.hosts\.tags"):
         template.build_merge_template("dev", config)
 
 
@@ -749,7 +750,7 @@ def test_an_scm_token_the_policy_cannot_name_is_refused(token: str) -> None:
     config = PipelineConfig(
         {"shop": with_scm(shop, ScmConfig("github", "https://api.github.com", token))}
     )
-    with pytest.raises(ValueError, match=r"apps\.shop\.scm\.token"):
+    with pytest.raises(ConfigError, match=r"apps\.shop\.scm\.token"):
         template.build_merge_template("dev", config)
 
 
