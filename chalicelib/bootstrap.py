@@ -12,21 +12,24 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import cached_property, partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 
 from .adapters import dynamo
 from .adapters.aws import Executions, Fleet, HostCommands
-from .adapters.idempotency import Deliveries
 from .adapters.metrics import DeployMetricsPublisher
-from .adapters.refs import Refs
 from .adapters.secrets import ApiTokens, WebhookSecrets
 from .config import PipelineConfig, Settings, load_pipeline
 from .services.deploys import DeployService
 from .services.reconcile import Reconciler
 from .services.rollout import RolloutService
-from .services.webhooks import WebhookService
+
+if TYPE_CHECKING:
+    from .services.webhooks import WebhookService
+
+# Imported where first used, not here: a function only pays for what it runs (the rollout
+# tasks never load the webhook parsers, Powertools idempotency or the SCM clients).
 
 
 class Container:
@@ -66,6 +69,8 @@ class Container:
 
     @cached_property
     def deploys(self) -> DeployService:
+        from .adapters.refs import Refs
+
         return DeployService(
             pipeline=self.pipeline,
             deploys=self.deploy_repository,
@@ -100,6 +105,9 @@ class Container:
 
     @cached_property
     def webhooks(self) -> WebhookService:
+        from .adapters.idempotency import Deliveries
+        from .services.webhooks import WebhookService
+
         s = self.settings
         return WebhookService(
             pipeline=self.pipeline,
