@@ -8,6 +8,8 @@ point; ``names(stage)`` is the one place physical names come from.
 
 Template parameters (each has a default that deploys; the local stack passes only PollSeconds):
 - ``PollSeconds``: the Wait between polls of a rollout step (``ROADIE_POLL_SECONDS``);
+- ``AllowGitHubSha1``: "1" accepts GitHub's legacy SHA-1 signature when no SHA-256 one is sent
+  (``ROADIE_GITHUB_ALLOW_SHA1``; default "0");
 - ``AlarmTopicArn``: an SNS topic for alarm and OK notifications (empty: alarms only show);
 - ``CreateApiGatewayAccountRole``: whether this stack sets API Gateway's account-level
   CloudWatch Logs role, which access logging needs (see ``_api_gateway_account``).
@@ -54,6 +56,7 @@ WEBHOOK_PROVIDERS = ("github", "gitlab", "bitbucket")
 
 # Template parameters and conditions.
 POLL_SECONDS = "PollSeconds"
+ALLOW_GITHUB_SHA1 = "AllowGitHubSha1"
 ALARM_TOPIC = "AlarmTopicArn"
 HAS_ALARM_TOPIC = "HasAlarmTopic"
 CREATE_ACCOUNT_ROLE = "CreateApiGatewayAccountRole"
@@ -469,6 +472,7 @@ def _settings_env(n: Names) -> dict[str, Any]:
     env["ROADIE_SSM_DOCUMENT"] = {"Ref": SSM_DOCUMENT}
     env.update(n.parameters)
     env["ROADIE_POLL_SECONDS"] = {"Ref": POLL_SECONDS}
+    env["ROADIE_GITHUB_ALLOW_SHA1"] = {"Ref": ALLOW_GITHUB_SHA1}
     env["ROADIE_PARAMETERS_MAX_AGE"] = str(defaults.parameters_max_age)
     env["ROADIE_LEASE_SECONDS"] = str(defaults.lease_seconds)
     return env
@@ -626,6 +630,12 @@ def parameters() -> dict[str, Any]:
             "Default": 5,
             "MinValue": 1,
             "Description": "Seconds between polls of a rollout step's host commands",
+        },
+        ALLOW_GITHUB_SHA1: {
+            "Type": "String",
+            "Default": "0",
+            "AllowedValues": ["0", "1"],
+            "Description": "1: accept GitHub's legacy SHA-1 webhook signature (X-Hub-Signature)",
         },
         ALARM_TOPIC: {
             "Type": "String",

@@ -271,7 +271,7 @@ LEFT_TO_DEFAULTS = {
 
 def _variables_config_reads() -> set[str]:
     source = (Path(template.__file__).parents[1] / "chalicelib" / "config.py").read_text()
-    return set(re.findall(r'env\.get\(\s*"(ROADIE_[A-Z_]+)"', source))
+    return set(re.findall(r'env\.get\(\s*"(ROADIE_[A-Z0-9_]+)"', source))
 
 
 def test_every_function_gets_every_setting_the_code_reads_and_no_other(
@@ -365,7 +365,13 @@ def test_chalice_knows_the_dev_and_prod_stages() -> None:
 
 def test_every_parameter_has_a_default_that_deploys(merged: dict[str, Any]) -> None:
     params = merged["Parameters"]
-    assert set(params) == {"PollSeconds", "AlarmTopicArn", "CreateApiGatewayAccountRole"}
+    assert set(params) == {
+        "PollSeconds",
+        "AllowGitHubSha1",
+        "AlarmTopicArn",
+        "CreateApiGatewayAccountRole",
+    }
+    assert params["AllowGitHubSha1"]["Default"] == "0"
     assert all("Default" in p for p in params.values())
     poll = params["PollSeconds"]
     assert (poll["Type"], poll["Default"], poll["MinValue"]) == ("Number", 5, 1)
