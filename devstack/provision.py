@@ -5,9 +5,9 @@ The template (``infra.package.build``) is translated from SAM to CloudFormation 
 CloudFormation: every table, index, TTL, the state machine, the SSM document, the dashboard,
 the log groups and the functions with their environments exist once, in the template.
 
-Left out locally, by ``drop_api_gateway`` only: the API Gateway resources (moto cannot create
-SAM's REST API; the local HTTP front is Chalice's own server running the same handler) and
-whatever refers to them. Outside the template, as in AWS, the operator's part: the SecureStrings
+Left out locally, by ``drop_unsupported`` only: the API Gateway resources (moto cannot create
+SAM's REST API; the local HTTP front is Chalice's own server running the same handler), the
+CloudWatch alarms (moto's CloudFormation cannot create them), and whatever refers to those. Outside the template, as in AWS, the operator's part: the SecureStrings
 (API token hashes, webhook secrets) and the world's part: EC2 instances tagged the way the
 pipeline config finds them, one sandbox directory per host.
 """
@@ -28,7 +28,7 @@ from infra.package import Package
 
 AMI = "ami-12c6146b"  # one of moto's built-in images
 ARTIFACT_BUCKET = "roadie-local-artifacts"
-API_GATEWAY_TYPES = ("AWS::Serverless::Api", "AWS::ApiGateway::")
+UNSUPPORTED_TYPES = ("AWS::Serverless::Api", "AWS::ApiGateway::", "AWS::CloudWatch::Alarm")
 # SAM's managed policies the translator may be asked about (it only needs their ARNs).
 MANAGED_POLICIES = {
     name: f"arn:aws:iam::aws:policy/{path}{name}"
@@ -120,12 +120,13 @@ def _sub_names(text: str) -> Iterable[str]:
         start = end + 1
 
 
-def drop_api_gateway(template: Mapping[str, Any]) -> dict[str, Any]:
-    """The template without API Gateway, and without whatever refers to what was dropped."""
+def drop_unsupported(template: Mapping[str, Any]) -> dict[str, Any]:
+    """The template without what moto cannot create (API Gateway, alarms), and without
+    whatever refers to what was dropped."""
     out = json.loads(json.dumps(template))
     resources: dict[str, Any] = out["Resources"]
     dropped = {
-        k for k, r in resources.items() if str(r.get("Type", "")).startswith(API_GATEWAY_TYPES)
+        k for k, r in resources.items() if str(r.get("Type", "")).startswith(UNSUPPORTED_TYPES)
     }
     while True:
         more = {k for k, r in resources.items() if k not in dropped and _references(r) & dropped}
@@ -160,7 +161,7 @@ def deploy_package(
     s3 = aws.client("s3")
     s3.create_bucket(Bucket=ARTIFACT_BUCKET)
     s3.upload_file(str(package.zip), ARTIFACT_BUCKET, key)
-    sam = drop_api_gateway(package.load_template())
+    sam = drop_unsupported(package.load_template())
     for resource in sam["Resources"].values():
         if resource.get("Type") == "AWS::Serverless::Function":
             resource["Properties"]["CodeUri"] = {"Bucket": ARTIFACT_BUCKET, "Key": key}
