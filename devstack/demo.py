@@ -165,7 +165,8 @@ def main() -> int:
 
         ChaliceRequestHandler.log_message = _quiet  # type: ignore[method-assign]
         url = stack.start_api(port=0)
-        print(f"API on {url}; moto on {stack.endpoint}\n")
+        print(f"API on {url}; moto on {stack.endpoint}")
+        print(stack.describe_provisioning() + "\n")
         api = Api(url, options.api_token)
         repo = stack.sources
         print(f"Sample app repo {repo.path}: v1={repo.v1[:12]} main(v2)={repo.v2[:12]}\n")

@@ -7,9 +7,10 @@ the log groups and the functions with their environments exist once, in the temp
 
 Left out locally, by ``drop_unsupported`` only: the API Gateway resources (moto cannot create
 SAM's REST API; the local HTTP front is Chalice's own server running the same handler), the
-CloudWatch alarms (moto's CloudFormation cannot create them), and whatever refers to those. Outside the template, as in AWS, the operator's part: the SecureStrings
-(API token hashes, webhook secrets) and the world's part: EC2 instances tagged the way the
-pipeline config finds them, one sandbox directory per host.
+CloudWatch alarms (moto's CloudFormation cannot create them), and whatever refers to those.
+Outside the template, as in AWS, the operator's part: the SecureStrings (API token hashes,
+webhook secrets), and the world's part: EC2 instances tagged the way the pipeline config finds
+them, one sandbox directory per host.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         url = stack.start_api()
+        print(f"  {stack.describe_provisioning()}")
         repo = stack.sources
         print(f"  sample app repo: {repo.path} (main={repo.v2}, staging={repo.staging})")
         for env_key, hosts in stack.provisioned.hosts.items():

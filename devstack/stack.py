@@ -219,6 +219,15 @@ class LocalStack:
             host_counts=self.options.host_counts if host_counts is None else host_counts,
         )
 
+    def describe_provisioning(self) -> str:
+        """One line: which package the stack was deployed from and what it made."""
+        functions = ", ".join(sorted(f.name for f in self.provisioned.functions.values()))
+        return (
+            f"Provisioned from the packaged template {self.package.template} "
+            f"(stack {self.provisioned.stack_name}, state machine "
+            f"{self.provisioned.state_machine_arn.rsplit(':', 1)[-1]}; functions {functions})"
+        )
+
     @staticmethod
     def function_environment(function: Any, task_root: Path) -> dict[str, str]:
         """What a Lambda function sees: its template environment plus what the runtime sets.
