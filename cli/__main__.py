@@ -1,5 +1,5 @@
 """``python -m cli``: Roadie's command-line client."""
 
-from .roadie import run
+from .main import run
 
 raise SystemExit(run())

@@ -1,4 +1,4 @@
-"""Fixtures for the CLI's tests: a fake API per test and a runner for ``cli.roadie.main``."""
+"""Fixtures for the CLI's tests: a fake API per test and a runner for ``cli.main.main``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 if str(REPO_ROOT) not in sys.path:  # so that a bare `pytest` finds the cli package
     sys.path.insert(0, str(REPO_ROOT))
 
-from cli import roadie  # noqa: E402
+from cli.main import main  # noqa: E402
 
 from .fakeapi import FakeApi, Running  # noqa: E402
 
@@ -56,7 +56,7 @@ def run(api: FakeApi) -> Run:
     def invoke(*argv: str, env: dict[str, str] | None = None) -> Result:
         out, err = io.StringIO(), io.StringIO()
         environ = {"ROADIE_URL": api.url, "ROADIE_TOKEN": TOKEN} if env is None else env
-        code = roadie.main(list(argv), environ=environ, out=out, err=err, sleep=lambda _: None)
+        code = main(list(argv), environ=environ, out=out, err=err, sleep=lambda _: None)
         return Result(code, out.getvalue(), err.getvalue())
 
     return invoke

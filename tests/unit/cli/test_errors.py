@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from cli import roadie
+from cli import main as entry_point
 
 from .conftest import Run
 from .fakeapi import DEPLOY_ID, FakeApi, Seen, error
@@ -71,7 +71,7 @@ def test_nobody_listening_is_exit_3(run: Run) -> None:
 def test_a_slow_server_times_out_with_exit_3(
     api: FakeApi, run: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(roadie, "REQUEST_TIMEOUT", 0.2)
+    monkeypatch.setattr(entry_point, "REQUEST_TIMEOUT", 0.2)
 
     def slow(_: Seen) -> tuple[int, object]:
         time.sleep(0.6)

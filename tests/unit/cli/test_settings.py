@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from cli import roadie
+from cli.main import main
+from cli.settings import Settings, resolve_settings
 
 from .conftest import REPO_ROOT, Run
 from .fakeapi import FakeApi
@@ -56,10 +57,10 @@ def test_no_token_anywhere_is_a_clear_error_and_no_request(api: FakeApi, run: Ru
 
 
 def test_the_default_url_is_the_local_stack() -> None:
-    settings = roadie.resolve_settings(None, None, {"ROADIE_TOKEN": "t"})
-    assert settings == roadie.Settings(url="http://127.0.0.1:8000", token="t")
-    empty = roadie.resolve_settings(None, None, {"ROADIE_URL": "", "ROADIE_API_TOKEN": "s"})
-    assert empty == roadie.Settings(url="http://127.0.0.1:8000", token="s")
+    settings = resolve_settings(None, None, {"ROADIE_TOKEN": "t"})
+    assert settings == Settings(url="http://127.0.0.1:8000", token="t")
+    empty = resolve_settings(None, None, {"ROADIE_URL": "", "ROADIE_API_TOKEN": "s"})
+    assert empty == Settings(url="http://127.0.0.1:8000", token="s")
 
 
 def test_python_m_cli_runs_with_the_real_environment(api: FakeApi) -> None:
@@ -85,7 +86,7 @@ def test_python_m_cli_runs_with_the_real_environment(api: FakeApi) -> None:
 
 
 def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
-    assert roadie.main(["--help"]) == 0
+    assert main(["--help"]) == 0
     out = capsys.readouterr().out
     for command in ("deploy", "status", "list", "cancel", "rollback", "freeze", "unfreeze", "env"):
         assert f"    {command} " in out
