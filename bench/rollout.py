@@ -48,7 +48,6 @@ stack's ``wait_scale`` (0.05), i.e. 50 ms, which bounds the overhead per wave fr
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import math
 import os
@@ -62,6 +61,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .meter import CallMeter, Calls, mean
 
 HISTORY_CAP = 25_000  # events per Standard execution
 PAYLOAD_CAP = 256 * 1024  # bytes of a state's input or output
@@ -97,27 +98,6 @@ timeouts = {{ stage = 600, migrate = 600, switch = 120, verify = 120, rollback =
 
 
 @dataclass
-class Calls:
-    """AWS API calls made on one thread while a task Lambda ran: count and seconds per op."""
-
-    count: Counter[str] = field(default_factory=Counter)
-    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-
-    def add(self, other: Calls) -> None:
-        self.count.update(other.count)
-        for op, spent in other.seconds.items():
-            self.seconds[op] += spent
-
-    @property
-    def total(self) -> int:
-        return sum(self.count.values())
-
-    @property
-    def total_seconds(self) -> float:
-        return sum(self.seconds.values())
-
-
-@dataclass
 class StepProbe:
     """Times (``time.monotonic``) of one step's task Lambdas."""
 
@@ -150,62 +130,43 @@ class Probe:
 
 
 PROBE = Probe()
-_local = threading.local()  # .calls: the Calls of the task Lambda running on this thread
+METER: CallMeter[Calls] = CallMeter()  # records into the Calls of what runs on each thread
 
 
 def _instrument_rollout_service() -> None:
-    """Time Roadie's task Lambdas per step; count and time their AWS calls (botocore's one
-    entry point, which PynamoDB uses too), by the thread the Lambda runs on."""
-    import botocore.client
-
+    """Time Roadie's task Lambdas per step; count and time their AWS calls (``METER``), by the
+    thread the Lambda runs on."""
     from chalicelib.services.rollout import RolloutService
 
-    original_call = botocore.client.BaseClient._make_api_call
-
-    @functools.wraps(original_call)
-    def make_api_call(self: Any, operation_name: str, api_params: Any) -> Any:
-        calls: Calls | None = getattr(_local, "calls", None)
-        if calls is None:
-            return original_call(self, operation_name, api_params)
-        started = time.monotonic()
-        try:
-            return original_call(self, operation_name, api_params)
-        finally:
-            calls.count[operation_name] += 1
-            calls.seconds[operation_name] += time.monotonic() - started
-
-    botocore.client.BaseClient._make_api_call = make_api_call  # type: ignore[method-assign]
+    METER.install()
     dispatch, poll, finish = RolloutService.dispatch, RolloutService.poll, RolloutService.finish
 
     def timed_dispatch(self: RolloutService, event: dict[str, Any]) -> dict[str, Any]:
         step = PROBE.steps[int(event["cursor"])]
         started = time.monotonic()
-        _local.calls = step.calls
         try:
-            return dispatch(self, event)
+            with METER.recording(step.calls):
+                return dispatch(self, event)
         finally:
-            _local.calls = None
             step.dispatch_start = step.dispatch_start or started  # a retry keeps the first
             step.dispatch_end = time.monotonic()
 
     def timed_poll(self: RolloutService, event: dict[str, Any]) -> dict[str, Any]:
         step = PROBE.steps[int(event["wave"]["cursor"])]
         started = time.monotonic()
-        _local.calls = step.calls
         try:
-            return poll(self, event)
+            with METER.recording(step.calls):
+                return poll(self, event)
         finally:
-            _local.calls = None
             step.polls += 1
             step.last_poll_start, step.last_poll_end = started, time.monotonic()
 
     def timed_finish(self: RolloutService, event: dict[str, Any]) -> dict[str, Any]:
         PROBE.finish_start = time.monotonic()
-        _local.calls = PROBE.finish_calls
         try:
-            return finish(self, event)
+            with METER.recording(PROBE.finish_calls):
+                return finish(self, event)
         finally:
-            _local.calls = None
             PROBE.finish_end = time.monotonic()
 
     RolloutService.dispatch = timed_dispatch  # type: ignore[method-assign]
@@ -423,8 +384,7 @@ def run_fleet(stack: Any, config: Path, fleet: int, floor: dict[str, float]) -> 
     PROBE = Probe()
 
     t0 = time.monotonic()
-    _local.calls = PROBE.request_calls
-    try:
+    with METER.recording(PROBE.request_calls):
         deploy, created = container.deploys.request(
             app=APP,
             environment=ENVIRONMENT,
@@ -432,8 +392,6 @@ def run_fleet(stack: Any, config: Path, fleet: int, floor: dict[str, float]) -> 
             sha=stack.sources.v2,
             reason=f"bench.rollout, {fleet} hosts",
         )
-    finally:
-        _local.calls = None
     request_s = time.monotonic() - t0
     if not created or not deploy.execution_arn:
         raise RuntimeError(f"the deploy did not start: {deploy}")
@@ -521,10 +479,6 @@ def _ms(seconds: float, width: int = 6) -> str:
     return f"{seconds * 1000:{width}.0f}"
 
 
-def _top(calls: Calls, n: int) -> str:
-    return ", ".join(f"{op} {count}" for op, count in calls.count.most_common(n))
-
-
 def print_steps(r: FleetResult) -> None:
     print(
         f"\n{r.fleet} hosts: {r.per_batch} per batch, {r.batches} batches, {r.waves} steps;"
@@ -541,7 +495,7 @@ def print_steps(r: FleetResult) -> None:
             f" {'ok' if s.commands == expected else '!!'}"
             f" {s.polls:>5} {s.events:>6}  {_ms(s.seconds, 7)} {_ms(s.lead_s)} {_ms(s.hosts_s)}"
             f" {_ms(s.tail_s)}  {_ms(s.transit_s)} {_ms(s.dispatch_s)} {_ms(s.collect_s)}"
-            f"  {s.calls.total:>4} ({_ms(s.calls.total_seconds, 4)}): {_top(s.calls, 3)}"
+            f"  {s.calls.total:>4} ({_ms(s.calls.total_seconds, 4)}): {s.calls.by_operation(3)}"
         )
     steps_s = sum(s.seconds for s in r.steps)
     print(
@@ -549,11 +503,7 @@ def print_steps(r: FleetResult) -> None:
         f" after {r.request_s:.2f} s) + steps {steps_s:.2f} s + finish Lambda {r.finish_s:.2f} s;"
         f" the record says {r.record_s:.2f} s; floor {r.floor_s:.2f} s"
     )
-    request = ", ".join(
-        f"{op} {n} ({r.request_calls.seconds[op] * 1000:.0f} ms)"
-        for op, n in r.request_calls.count.most_common()
-    )
-    print(f"  the request's own AWS calls: {request}")
+    print(f"  the request's own AWS calls: {r.request_calls.by_operation(ms_unit=' ms')}")
     print(
         f"  {r.events} history events, fetched in one call in {r.history_s:.2f} s; the deploy"
         f" record is {r.record_bytes / 1024:.1f} KB",
@@ -604,13 +554,13 @@ def print_summary(results: Sequence[FleetResult], t_host: float) -> None:
         calls = sum(s.calls.total for s in r.steps)
         spent = sum(s.calls.total_seconds for s in r.steps)
         print(
-            f"  {r.fleet:>5} {_ms(sum(s.lead_s for s in r.steps) / n)}"
-            f" {_ms(sum(s.hosts_s for s in r.steps) / n)}"
-            f" {_ms(sum(s.tail_s for s in r.steps) / n)}"
-            f"  {_ms(sum(s.transit_s for s in r.steps) / n)}"
-            f" {_ms(sum(s.seconds for s in r.steps) / n)}"
-            f" {_ms(sum(s.dispatch_s for s in r.steps) / n)}"
-            f" {_ms(sum(s.collect_s for s in r.steps) / n)}"
+            f"  {r.fleet:>5} {_ms(mean([s.lead_s for s in r.steps]))}"
+            f" {_ms(mean([s.hosts_s for s in r.steps]))}"
+            f" {_ms(mean([s.tail_s for s in r.steps]))}"
+            f"  {_ms(mean([s.transit_s for s in r.steps]))}"
+            f" {_ms(mean([s.seconds for s in r.steps]))}"
+            f" {_ms(mean([s.dispatch_s for s in r.steps]))}"
+            f" {_ms(mean([s.collect_s for s in r.steps]))}"
             f" {calls / n:>10.1f} {_ms(spent / n, 7)} {spent / calls * 1000:>8.1f}"
         )
     print("\n  AWS calls by Roadie's task Lambdas, whole rollout, by operation (ms)")
@@ -619,10 +569,7 @@ def print_summary(results: Sequence[FleetResult], t_host: float) -> None:
         for s in r.steps:
             total.add(s.calls)
         total.add(r.finish_calls)
-        ops = ", ".join(
-            f"{op} {n} ({total.seconds[op] * 1000:.0f})" for op, n in total.count.most_common()
-        )
-        print(f"  {r.fleet:>5}: {total.total} = {ops}")
+        print(f"  {r.fleet:>5}: {total.total} = {total.by_operation(ms_unit='')}")
 
 
 def _plan(fleet: int, batch: str) -> Any:

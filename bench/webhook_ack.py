@@ -67,6 +67,8 @@ from typing import Any
 
 import requests
 
+from .meter import CallMeter, mean, quantiles
+
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "tests" / "events"
 CORPUS_CONFIG = ROOT / "tests" / "functional" / "pipeline-corpus.toml"
@@ -96,6 +98,14 @@ class Trace:
     calls: list[Call] = field(default_factory=list)  # BaseClient._make_api_call, in order
     clients: list[Call] = field(default_factory=list)  # botocore clients built meanwhile
     server_ms: float = 0.0  # LocalGateway.handle_request: the Chalice app, no HTTP
+
+    def record(
+        self, client: Any, operation: str, params: Mapping[str, Any], seconds: float
+    ) -> None:
+        """A ``CallSink``: each call on the request's thread, in order, labelled."""
+        service = client.meta.service_model.service_id.hyphenize()
+        label = f"{service}.{operation}{_table_label(params)}"
+        self.calls.append(Call(label, seconds * 1000))
 
     @property
     def call_count(self) -> int:
@@ -130,79 +140,59 @@ def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
     return None
 
 
-class AwsMeter:
+class AwsMeter(CallMeter[Trace]):
     """Counts and times botocore calls per HTTP request (by thread); see the module doc."""
 
     def __init__(self) -> None:
-        self._local = threading.local()
+        super().__init__()
+        self._ignoring = threading.local()  # .on: the benchmark's own calls, counted nowhere
         self._lock = threading.Lock()
         self._traces: dict[str, Trace] = {}
         self.background: Counter[str] = Counter()  # calls on threads that serve no request
-        self._undo: list[Callable[[], None]] = []
-
-    def _trace(self) -> Trace | None:
-        trace: Trace | None = getattr(self._local, "trace", None)
-        return trace
 
     def _before_call(self, event_name: str = "", **_: Any) -> None:
         service, operation = event_name.split(".", 2)[1:]
-        trace = self._trace()
+        trace = self.sink()
         if trace is not None:
             trace.hooked[f"{service}.{operation}"] += 1
-        elif not getattr(self._local, "ignored", False):
+        elif not getattr(self._ignoring, "on", False):
             with self._lock:
                 self.background[f"{service}.{operation}"] += 1
 
     def _before_send(self, **_: Any) -> None:
-        trace = self._trace()
+        trace = self.sink()
         if trace is not None:
             trace.sends += 1
 
     def install(self) -> None:
-        import botocore.client
         import botocore.session
         import chalice.local
 
+        super().install()  # BaseClient._make_api_call: Trace.record
         meter = self
         original_create = botocore.session.Session.create_client
-        original_call = botocore.client.BaseClient._make_api_call
         original_handle = chalice.local.LocalGateway.handle_request
-        original_log = chalice.local.ChaliceRequestHandler.log_message
-        original_serve = chalice.local.LocalDevServer.serve_forever
 
         def create_client(session: Any, *args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
             client = original_create(session, *args, **kwargs)
             client.meta.events.register("before-call.*.*", meter._before_call)
             client.meta.events.register("before-send.*.*", meter._before_send)
-            trace = meter._trace()
+            trace = meter.sink()
             if trace is not None:
                 ms = (time.perf_counter() - started) * 1000
                 trace.clients.append(Call(client.meta.service_model.service_name, ms))
             return client
 
-        def make_api_call(client: Any, operation: str, params: Any) -> Any:
-            trace = meter._trace()
-            if trace is None:
-                return original_call(client, operation, params)
-            started = time.perf_counter()
-            try:
-                return original_call(client, operation, params)
-            finally:
-                service = client.meta.service_model.service_id.hyphenize()
-                label = f"{service}.{operation}{_table_label(params or {})}"
-                trace.calls.append(Call(label, (time.perf_counter() - started) * 1000))
-
         def handle_request(gateway: Any, *args: Any, **kwargs: Any) -> Any:
             key = _header(kwargs.get("headers"), BENCH_HEADER)
             trace = Trace()
-            meter._local.trace = trace
             started = time.perf_counter()
             try:
-                return original_handle(gateway, *args, **kwargs)
+                with meter.recording(trace):
+                    return original_handle(gateway, *args, **kwargs)
             finally:
                 trace.server_ms = (time.perf_counter() - started) * 1000
-                meter._local.trace = None
                 if key is not None:
                     with meter._lock:
                         meter._traces[key] = trace
@@ -213,20 +203,10 @@ class AwsMeter:
         def serve_forever(server: Any) -> None:
             server.server.serve_forever()  # without the "Serving on ...:0" line
 
-        patches: list[tuple[Any, str, Any, Any]] = [
-            (botocore.session.Session, "create_client", original_create, create_client),
-            (botocore.client.BaseClient, "_make_api_call", original_call, make_api_call),
-            (chalice.local.LocalGateway, "handle_request", original_handle, handle_request),
-            (chalice.local.ChaliceRequestHandler, "log_message", original_log, quiet_log),
-            (chalice.local.LocalDevServer, "serve_forever", original_serve, serve_forever),
-        ]
-        for owner, name, original, replacement in patches:
-            setattr(owner, name, replacement)
-            self._undo.append(functools.partial(setattr, owner, name, original))
-
-    def uninstall(self) -> None:
-        while self._undo:
-            self._undo.pop()()
+        self.patches.replace(botocore.session.Session, "create_client", create_client)
+        self.patches.replace(chalice.local.LocalGateway, "handle_request", handle_request)
+        self.patches.replace(chalice.local.ChaliceRequestHandler, "log_message", quiet_log)
+        self.patches.replace(chalice.local.LocalDevServer, "serve_forever", serve_forever)
 
     def take(self, key: str) -> Trace | None:
         with self._lock:
@@ -240,11 +220,11 @@ class AwsMeter:
     def ignored(self) -> Iterator[None]:
         """The benchmark's own AWS calls (setup, waiting) count as neither request nor
         background."""
-        self._local.ignored = True
+        self._ignoring.on = True
         try:
             yield
         finally:
-            self._local.ignored = False
+            self._ignoring.on = False
 
 
 # --------------------------------------------------------------------------- deliveries
@@ -442,18 +422,6 @@ class Scenario:
     @property
     def traces(self) -> list[Trace]:
         return [s.trace for s in self.samples if s.trace is not None]
-
-
-def quantiles(values: Sequence[float]) -> tuple[float, float, float]:
-    """p50, p90, p99 (linear interpolation between closest ranks)."""
-    if len(values) == 1:
-        return values[0], values[0], values[0]
-    cuts = statistics.quantiles(values, n=100, method="inclusive")
-    return cuts[49], cuts[89], cuts[98]
-
-
-def mean(values: Sequence[float]) -> float:
-    return statistics.fmean(values) if values else 0.0
 
 
 def print_latency(scenarios: Sequence[Scenario]) -> None:
