@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.adapters.metrics import LOCK_AGE, NAMESPACE
+from chalicelib.adapters.metrics import CANCELLED, FAILED, LOCK_AGE, NAMESPACE
 from chalicelib.config import PipelineConfig
 from chalicelib.domain.rollout import PhaseTimeouts
 
@@ -182,8 +182,8 @@ def alarms(
             f"A deploy of {app} to {env} failed, timed out, errored or was rolled back "
             "(cancels excluded). GET /deploys?app=...&environment=... says which and why.",
             Metrics=[
-                _sum_of("failed", "DeployFailed", roadie),
-                _sum_of("cancelled", "DeployCancelled", roadie),
+                _sum_of("failed", FAILED, roadie),
+                _sum_of("cancelled", CANCELLED, roadie),
                 {
                     "Id": "faults",
                     "Expression": "failed - cancelled",

@@ -27,7 +27,7 @@ from typing import Any
 from chalice.utils import to_cfn_resource_name
 from pynamodb.models import Model
 
-from chalicelib.adapters import dynamo, idempotency
+from chalicelib.adapters import dynamo, idempotency, metrics
 from chalicelib.adapters.metrics import NAMESPACE
 from chalicelib.config import BUNDLED_CONFIG, PipelineConfig, Settings, load_pipeline
 from chalicelib.statemachine import FUNCTIONS, build_definition
@@ -51,7 +51,7 @@ IDEMPOTENCY_TABLE = "IdempotencyTable"
 # Scheduled functions (``@app.schedule``): Chalice names them like lambda_functions.
 SCHEDULED = ("reconcile",)
 LOG_RETENTION_DAYS = 30
-METRICS = ("DeployFinished", "DeploySucceeded", "DeployFailed", "DeployDuration")
+METRICS = (metrics.FINISHED, metrics.SUCCEEDED, metrics.FAILED, metrics.DURATION)  # graphed
 WEBHOOK_PROVIDERS = ("github", "gitlab", "bitbucket")
 
 # Template parameters and conditions.
@@ -352,21 +352,21 @@ def dashboard_body(apps_envs: list[tuple[str, str]], region: str = "us-east-1") 
             },
         }
 
-    finished = [_metric("DeployFinished", a, e, "Sum", label=f"{a}/{e}") for a, e in pairs]
+    finished = [_metric(metrics.FINISHED, a, e, "Sum", label=f"{a}/{e}") for a, e in pairs]
     outcomes = [
         _metric(name, a, e, "Sum", label=f"{a}/{e} {word}")
         for a, e in pairs
-        for name, word in (("DeploySucceeded", "succeeded"), ("DeployFailed", "failed"))
+        for name, word in ((metrics.SUCCEEDED, "succeeded"), (metrics.FAILED, "failed"))
     ]
     durations = [
-        _metric("DeployDuration", a, e, stat, label=f"{a}/{e} {stat.lower()}")
+        _metric(metrics.DURATION, a, e, stat, label=f"{a}/{e} {stat.lower()}")
         for a, e in pairs
         for stat in ("Average", "Maximum")
     ]
     rates: list[list[Any]] = []
     for i, (a, e) in enumerate(pairs):
-        rates.append(_metric("DeploySucceeded", a, e, "Sum", id=f"ok{i}", visible=False))
-        rates.append(_metric("DeployFinished", a, e, "Sum", id=f"all{i}", visible=False))
+        rates.append(_metric(metrics.SUCCEEDED, a, e, "Sum", id=f"ok{i}", visible=False))
+        rates.append(_metric(metrics.FINISHED, a, e, "Sum", id=f"all{i}", visible=False))
         rates.append(
             [{"expression": f"100 * ok{i} / all{i}", "label": f"{a}/{e}", "id": f"rate{i}"}]
         )

@@ -13,7 +13,14 @@ from ..domain.model import Deploy, DeployStatus
 from .aws import ClientFactory, LazyClient
 
 NAMESPACE = "Roadie"
+# The metric names, here once: the dashboard and the alarms (infra/) graph these.
+FINISHED = "DeployFinished"
+SUCCEEDED = "DeploySucceeded"
+FAILED = "DeployFailed"
+CANCELLED = "DeployCancelled"
+DURATION = "DeployDuration"
 LOCK_AGE = "LockAgeSeconds"
+DEPLOY_METRICS = (FINISHED, SUCCEEDED, FAILED, CANCELLED, DURATION)
 
 
 class DeployMetricsPublisher:
@@ -22,15 +29,15 @@ class DeployMetricsPublisher:
 
     def deploy_finished(self, deploy: Deploy, duration_seconds: float | None) -> None:
         values: list[tuple[str, float, str]] = [
-            ("DeployFinished", 1, MetricUnit.Count.value),
-            ("DeploySucceeded", 1 if deploy.status is DeployStatus.SUCCEEDED else 0, "Count"),
-            ("DeployFailed", 0 if deploy.status is DeployStatus.SUCCEEDED else 1, "Count"),
+            (FINISHED, 1, MetricUnit.Count.value),
+            (SUCCEEDED, 1 if deploy.status is DeployStatus.SUCCEEDED else 0, "Count"),
+            (FAILED, 0 if deploy.status is DeployStatus.SUCCEEDED else 1, "Count"),
             # a cancel is an operator's choice, not a fault: the alarm on failed deploys
             # subtracts it from DeployFailed (which the dashboard keeps counting as not-succeeded)
-            ("DeployCancelled", 1 if deploy.status is DeployStatus.CANCELLED else 0, "Count"),
+            (CANCELLED, 1 if deploy.status is DeployStatus.CANCELLED else 0, "Count"),
         ]
         if duration_seconds is not None:
-            values.append(("DeployDuration", duration_seconds, MetricUnit.Seconds.value))
+            values.append((DURATION, duration_seconds, MetricUnit.Seconds.value))
         metadata = {"deploy_id": deploy.deploy_id, "status": deploy.status.value}
         self._publish(deploy.app, deploy.environment, values, metadata)
 
