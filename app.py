@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from chalice import Chalice  # type: ignore[attr-defined]
@@ -13,6 +14,7 @@ from chalicelib import bootstrap
 from chalicelib.domain.model import Deploy, Requester
 from chalicelib.http import (
     DEPLOY_ID_RE,
+    JSON,
     HttpError,
     bearer_token,
     deploy_detail,
@@ -43,15 +45,31 @@ def _requester() -> Requester:
     return Requester(name=name, via="api")
 
 
+def api_route(
+    path: str, methods: list[str], *, public: bool = False, **options: Any
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a route, the one place the HTTP face is applied: Roadie's errors become JSON
+    answers (``translate_errors``) and, unless ``public``, the bearer token is checked first
+    and the view gets the caller as its first argument."""
+
+    def register(view: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(view)
+        def handler(**params: Any) -> Any:
+            return view(**params) if public else view(_requester(), **params)
+
+        app.route(path, methods=methods, **options)(translate_errors(handler))
+        return view
+
+    return register
+
+
 @app.route("/healthz", methods=["GET"])
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@app.route("/deploys", methods=["POST"])
-@translate_errors
-def create_deploy() -> Any:
-    requester = _requester()
+@api_route("/deploys", methods=["POST"])
+def create_deploy(requester: Requester) -> Any:
     raw = json_object(_request().raw_body)
     force = flag(raw, "force")
     body = fields(
@@ -83,10 +101,8 @@ def _accepted(deploy: Deploy, created: bool) -> Any:
     )
 
 
-@app.route("/deploys", methods=["GET"])
-@translate_errors
-def list_deploys() -> Any:
-    _requester()
+@api_route("/deploys", methods=["GET"])
+def list_deploys(requester: Requester) -> Any:
     query: Mapping[str, str] = _request().query_params or {}
     unknown = sorted(set(query) - {"app", "environment", "status", "limit", "cursor"})
     if unknown:
@@ -106,10 +122,8 @@ def list_deploys() -> Any:
     )
 
 
-@app.route("/deploys/{deploy_id}/cancel", methods=["POST"])
-@translate_errors
-def cancel_deploy(deploy_id: str) -> Any:
-    requester = _requester()
+@api_route("/deploys/{deploy_id}/cancel", methods=["POST"])
+def cancel_deploy(requester: Requester, deploy_id: str) -> Any:
     if not DEPLOY_ID_RE.match(deploy_id):
         return error_response(404, "not_found", f"no deploy {deploy_id!r}")
     deploy = bootstrap.container().deploys.cancel(deploy_id, requester)
@@ -117,10 +131,8 @@ def cancel_deploy(deploy_id: str) -> Any:
     return json_response(200 if deploy.status.value == "cancelled" else 202, deploy_summary(deploy))
 
 
-@app.route("/deploys/{deploy_id}/rollback", methods=["POST"])
-@translate_errors
-def rollback_deploy(deploy_id: str) -> Any:
-    requester = _requester()
+@api_route("/deploys/{deploy_id}/rollback", methods=["POST"])
+def rollback_deploy(requester: Requester, deploy_id: str) -> Any:
     if not DEPLOY_ID_RE.match(deploy_id):
         return error_response(404, "not_found", f"no deploy {deploy_id!r}")
     raw = json_object(_request().raw_body or b"{}")
@@ -132,35 +144,27 @@ def rollback_deploy(deploy_id: str) -> Any:
     return _accepted(deploy, created)
 
 
-@app.route("/environments/{app_name}/{environment}", methods=["GET"])
-@translate_errors
-def get_environment(app_name: str, environment: str) -> Any:
-    _requester()
+@api_route("/environments/{app_name}/{environment}", methods=["GET"])
+def get_environment(requester: Requester, app_name: str, environment: str) -> Any:
     state = bootstrap.container().deploys.environment_state(app_name, environment)
     return json_response(200, environment_view(state, time.time()))
 
 
-@app.route("/environments/{app_name}/{environment}/lock", methods=["PUT"])
-@translate_errors
-def freeze_environment(app_name: str, environment: str) -> Any:
-    requester = _requester()
+@api_route("/environments/{app_name}/{environment}/lock", methods=["PUT"])
+def freeze_environment(requester: Requester, app_name: str, environment: str) -> Any:
     body = fields(json_object(_request().raw_body), ("reason",), ())
     state = bootstrap.container().deploys.freeze(app_name, environment, body["reason"], requester)
     return json_response(200, environment_view(state, time.time()))
 
 
-@app.route("/environments/{app_name}/{environment}/lock", methods=["DELETE"])
-@translate_errors
-def unfreeze_environment(app_name: str, environment: str) -> Any:
-    requester = _requester()
+@api_route("/environments/{app_name}/{environment}/lock", methods=["DELETE"])
+def unfreeze_environment(requester: Requester, app_name: str, environment: str) -> Any:
     state = bootstrap.container().deploys.unfreeze(app_name, environment, requester)
     return json_response(200, environment_view(state, time.time()))
 
 
-@app.route("/deploys/{deploy_id}", methods=["GET"])
-@translate_errors
-def get_deploy(deploy_id: str) -> Any:
-    _requester()
+@api_route("/deploys/{deploy_id}", methods=["GET"])
+def get_deploy(requester: Requester, deploy_id: str) -> Any:
     if not DEPLOY_ID_RE.match(deploy_id):
         return error_response(404, "not_found", f"no deploy {deploy_id!r}")
     deploy, results = bootstrap.container().deploys.get(deploy_id)
@@ -179,24 +183,22 @@ def _webhook(provider: str) -> Any:
     return json_response(answer.status, answer.body)
 
 
-@app.route(
+@api_route(
     "/webhooks/github",
+    public=True,
     methods=["POST"],
     content_types=["application/json", "application/x-www-form-urlencoded"],
 )
-@translate_errors
 def github_webhook() -> Any:
     return _webhook("github")
 
 
-@app.route("/webhooks/gitlab", methods=["POST"], content_types=["application/json"])
-@translate_errors
+@api_route("/webhooks/gitlab", methods=["POST"], public=True, content_types=[JSON])
 def gitlab_webhook() -> Any:
     return _webhook("gitlab")
 
 
-@app.route("/webhooks/bitbucket", methods=["POST"], content_types=["application/json"])
-@translate_errors
+@api_route("/webhooks/bitbucket", methods=["POST"], public=True, content_types=[JSON])
 def bitbucket_webhook() -> Any:
     return _webhook("bitbucket")
 

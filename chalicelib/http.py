@@ -10,8 +10,6 @@ from typing import Any, TypeVar
 
 from chalice import Response  # type: ignore[attr-defined]
 
-from .adapters.aws import AwsError
-from .adapters.secrets import SecretsError
 from .domain.environment import EnvironmentState
 from .domain.errors import (
     ConfigError,
@@ -56,8 +54,6 @@ _STATUS_FOR: list[tuple[type[Exception], int]] = [
     (NotFoundError, 404),
     (ConflictError, 409),
     (ConfigError, 500),
-    (AwsError, 503),
-    (SecretsError, 503),
     (UnavailableError, 503),
 ]
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from ..domain.errors import ConflictError, RoadieError
+from ..domain.errors import ConflictError, UnavailableError
 from ..domain.model import Host, HostStatus
 
 # SSM command statuses (ListCommands) and invocation statuses, folded to what Roadie acts on.
@@ -49,8 +49,9 @@ class LazyClient:
         return self._client
 
 
-class AwsError(RoadieError):
-    """An AWS API call failed (our infrastructure, not the request)."""
+class AwsError(UnavailableError):
+    """An AWS API call failed (our infrastructure, not the request). A domain
+    ``UnavailableError``; its own name is what the state machine's Retry matches."""
 
     code = "aws_error"
 

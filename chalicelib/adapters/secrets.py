@@ -12,10 +12,13 @@ from aws_lambda_powertools.utilities.parameters.exceptions import (
     TransformParameterError,
 )
 
-from ..domain.errors import RoadieError
+from ..domain.errors import UnavailableError
 
 
-class SecretsError(RoadieError):
+class SecretsError(UnavailableError):
+    """A SecureString or secret could not be read or has the wrong shape (a domain
+    ``UnavailableError``: infrastructure, never the request's fault)."""
+
     code = "secrets_unavailable"
 
 
