@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .domain.errors import ConfigError, NotFoundError, PlanningError
-from .domain.model import NAME_RE
+from .domain.model import NAME_RE, REF_RE
 from .domain.rollout import BatchSize, PhaseTimeouts, RolloutPolicy
 
 BUNDLED_CONFIG = Path(__file__).parent / "pipeline.toml"
@@ -27,7 +27,7 @@ COMMAND_RE = re.compile(r"^[A-Za-z0-9 _./=:,+-]{0,256}\Z")
 SOURCE_URL_RE = re.compile(r"^[A-Za-z0-9/~.][A-Za-z0-9@:/._+~-]{0,511}\Z")  # = the document's
 DEPLOY_ROOT_RE = re.compile(r"^/[A-Za-z0-9._/-]{0,255}\Z")
 TAG_RE = re.compile(r"^[A-Za-z0-9 _.:/=+@-]{1,128}\Z")
-BRANCH_RE = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/-]{1,200}\Z")
+BRANCH_RE = REF_RE  # a branch in the config is a ref the API would accept
 ENV_REF_RE = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 TRIGGERS = ("push", "ci", "manual")
 MAX_TIMEOUT = 86400  # a day; the SSM document's executionTimeout takes at most 99999
