@@ -22,6 +22,8 @@ from .adapters.metrics import DeployMetricsPublisher
 from .adapters.secrets import ApiTokens, WebhookSecrets
 from .config import PipelineConfig, Settings, load_pipeline
 from .services.deploys import DeployService
+from .services.environments import EnvironmentService
+from .services.launch import Launcher
 from .services.reconcile import Reconciler
 from .services.rollout import RolloutService
 
@@ -68,6 +70,25 @@ class Container:
         return ApiTokens(self.settings.api_tokens_param, self.settings.parameters_max_age)
 
     @cached_property
+    def executions(self) -> Executions:
+        return Executions(partial(self.client, "stepfunctions"), self.settings.state_machine_arn)
+
+    @cached_property
+    def environments(self) -> EnvironmentService:
+        return EnvironmentService(self.deploy_repository, self.settings.lease_seconds)
+
+    @cached_property
+    def launcher(self) -> Launcher:
+        return Launcher(
+            pipeline=self.pipeline,
+            deploys=self.deploy_repository,
+            fleet=Fleet(partial(self.client, "ec2")),
+            executions=self.executions,
+            environments=self.environments,
+            poll_seconds=self.settings.poll_seconds,
+        )
+
+    @cached_property
     def deploys(self) -> DeployService:
         from .adapters.refs import Refs
 
@@ -75,16 +96,12 @@ class Container:
             pipeline=self.pipeline,
             deploys=self.deploy_repository,
             host_results=self.host_results,
-            fleet=Fleet(partial(self.client, "ec2")),
-            executions=Executions(
-                partial(self.client, "stepfunctions"), self.settings.state_machine_arn
-            ),
             refs=Refs.standard(
                 s3_client=partial(self.client, "s3"),
                 max_age=self.settings.parameters_max_age,
             ),
-            poll_seconds=self.settings.poll_seconds,
-            lease_seconds=self.settings.lease_seconds,
+            environments=self.environments,
+            launcher=self.launcher,
         )
 
     @cached_property
@@ -92,8 +109,8 @@ class Container:
         return Reconciler(
             pipeline=self.pipeline,
             deploys=self.deploy_repository,
-            lifecycle=self.deploys,
-            executions=self.deploys.executions,
+            handover=self.launcher,
+            executions=self.executions,
             poll_seconds=self.settings.poll_seconds,
             metrics=self.metrics,
         )
@@ -131,7 +148,8 @@ class Container:
             host_results=self.host_results,
             commands=HostCommands(partial(self.client, "ssm"), self.settings.ssm_document),
             metrics=self.metrics,
-            lifecycle=self.deploys,
+            lease=self.environments,
+            handover=self.launcher,
         )
 
 

@@ -20,6 +20,7 @@ from .domain.errors import (
     ValidationError,
 )
 from .domain.model import Deploy, HostResult
+from .domain.rollout import RolloutPlan
 from .services.clock import parse_iso
 from .webhooks import WebhookError
 
@@ -168,18 +169,39 @@ def deploy_summary(deploy: Deploy) -> dict[str, Any]:
     }
 
 
+def plan_view(recorded: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The API's summary of a deploy's recorded plan, and the hosts' names. A record written
+    before plans were stored whole (``RolloutPlan.to_json``) already holds the summary."""
+    if "rollback" not in recorded:
+        names = recorded.get("host_names")
+        view = {k: v for k, v in recorded.items() if k != "host_names"}
+        return view, dict(names) if isinstance(names, dict) else {}
+    plan = RolloutPlan.from_json(recorded)
+    view = {
+        "hosts": [h.instance_id for h in plan.hosts],
+        "migration_host": plan.migration_host.instance_id if plan.migration_host else None,
+        "batch_size": plan.batch_size,
+        "batches": [list(b) for b in plan.switch_batches],
+        "steps": [
+            {"command": s.command.value, "batch": s.batch, "hosts": len(s.hosts)}
+            for s in plan.steps
+        ],
+    }
+    return view, {h.instance_id: h.name for h in plan.hosts if h.name}
+
+
 def deploy_detail(deploy: Deploy, results: list[HostResult]) -> dict[str, Any]:
     hosts: dict[str, dict[str, Any]] = {}
-    names = deploy.plan.get("host_names", {})
-    batches = deploy.plan.get("batches", [])
+    plan, names = plan_view(deploy.plan)
+    batches = plan.get("batches", [])
     batch_of: dict[str, int] = {}
     for number, batch in enumerate(batches if isinstance(batches, list) else [], start=1):
         for host_id in batch:
             batch_of[host_id] = number
-    for host_id in deploy.plan.get("hosts", []):  # type: ignore[attr-defined]
+    for host_id in plan.get("hosts", []):
         hosts[host_id] = {
             "instance_id": host_id,
-            "name": names.get(host_id, "") if isinstance(names, dict) else "",
+            "name": names.get(host_id, ""),
             "batch": batch_of.get(host_id),
             "status": "pending",
             "steps": [],
@@ -215,7 +237,7 @@ def deploy_detail(deploy: Deploy, results: list[HostResult]) -> dict[str, Any]:
         "duration_s": duration,
         "updated_at": deploy.updated_at,
         "error": deploy.error,
-        "plan": {k: v for k, v in deploy.plan.items() if k not in ("host_names",)},
+        "plan": plan,
         "phases": deploy.phases,
         "hosts": list(hosts.values()),
         "trigger": deploy.trigger,

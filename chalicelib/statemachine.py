@@ -6,7 +6,9 @@ failure or timeout -> Record*. The cursor one past the last step is the plan's r
 (every host back to the previous release), taken when a switched batch fails, when a cancel
 arrives after the first switch, or when an AWS/code error happens after it (Recover decides,
 once). Per-host detail goes to DynamoDB, never into the execution history, and each step costs
-the same number of history events whatever its batch size.
+the same number of history events whatever its batch size. The execution input, each task's
+payload and each answer are the dataclasses of ``domain/contract.py``, named field for field
+(tests/unit/test_statemachine.py ties every JSONPath here to them).
 """
 
 from __future__ import annotations

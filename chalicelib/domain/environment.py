@@ -82,6 +82,27 @@ def with_lock(
     return replace(state, lock_deploy_id=deploy_id, lock_sha=sha, lock_expires_at=expires_at)
 
 
+def admitted(
+    state: EnvironmentState, admission: Admission, deploy_id: str, sha: str, expires_at: int
+) -> EnvironmentState:
+    """The environment after admitting ``deploy_id`` as ``admission`` decided: it takes the
+    lock (and the queue empties: the queued deploy it replaces is superseded), or it becomes
+    the one queued deploy."""
+    if admission.kind is AdmissionKind.RUN:
+        emptied = replace(state, queued_deploy_id=None, queued_sha=None)
+        return with_lock(emptied, deploy_id, sha, expires_at)
+    if admission.kind is AdmissionKind.QUEUE:
+        return replace(state, queued_deploy_id=deploy_id, queued_sha=sha)
+    raise ValueError("an existing deploy is the answer: nothing is admitted")
+
+
+def renewed(state: EnvironmentState, deploy_id: str, expires_at: int) -> EnvironmentState | None:
+    """``deploy_id``'s lease extended to ``expires_at``; None if it no longer holds the lock."""
+    if state.lock_deploy_id != deploy_id:
+        return None
+    return replace(state, lock_expires_at=expires_at)
+
+
 @dataclass(frozen=True)
 class Release:
     """What ending a deploy does to its environment."""
@@ -97,6 +118,23 @@ def release(state: EnvironmentState, deploy_id: str) -> Release:
     if state.queued_deploy_id and not state.frozen:
         return Release(held=True, promoted_deploy_id=state.queued_deploy_id)
     return Release(held=True)
+
+
+def released(
+    state: EnvironmentState, deploy_id: str, live_sha: str | None, expires_at: int
+) -> tuple[EnvironmentState | None, str | None]:
+    """The environment after ``deploy_id`` ended (None: it no longer held the lock, change
+    nothing) and the queued deploy that now holds the lock (its lease to ``expires_at``).
+    ``live_sha``: the release every host now runs, when the deploy changed it."""
+    decision = release(state, deploy_id)
+    if not decision.held:
+        return None, None
+    new = replace(state, lock_deploy_id=None, lock_sha=None, lock_expires_at=None)
+    if live_sha:
+        new = replace(new, current_sha=live_sha, current_deploy_id=deploy_id)
+    if decision.promoted_deploy_id:
+        new = start_queued(new, expires_at)
+    return new, decision.promoted_deploy_id
 
 
 def start_queued(state: EnvironmentState, expires_at: int) -> EnvironmentState:
@@ -119,3 +157,21 @@ def promotable(state: EnvironmentState, now: float) -> str | None:
     if state.queued_deploy_id and state.holder(now) is None and not state.frozen:
         return state.queued_deploy_id
     return None
+
+
+def dequeued(state: EnvironmentState, deploy_id: str, by: str, at: str) -> EnvironmentState | None:
+    """The queue emptied of ``deploy_id`` (cancelled by ``by``); None if it is not queued here."""
+    if state.queued_deploy_id != deploy_id:
+        return None
+    new = replace(state, queued_deploy_id=None, queued_sha=None)
+    return audited(new, at=at, by=by, action="cancel", deploy_id=deploy_id)
+
+
+def frozen(state: EnvironmentState, reason: str, by: str, at: str) -> EnvironmentState:
+    new = replace(state, frozen_reason=reason, frozen_by=by, frozen_at=at)
+    return audited(new, at=at, by=by, action="freeze", reason=reason)
+
+
+def thawed(state: EnvironmentState, by: str, at: str) -> EnvironmentState:
+    new = replace(state, frozen_reason=None, frozen_by=None, frozen_at=None)
+    return audited(new, at=at, by=by, action="unfreeze")

@@ -130,7 +130,8 @@ def is_ref(value: str) -> bool:
 
 @dataclass
 class Deploy:
-    """A deploy record: who asked for what, and how it went. Mutable only through services."""
+    """A deploy record: who asked for what, and how it went. Its status, phase and start/end
+    times change only through ``lifecycle`` (which checks the transition table)."""
 
     deploy_id: str
     app: str

@@ -11,13 +11,16 @@ Rules, in order:
    fails: rolling back is idempotent per host, so sending it to all of them is safe.
 3. No SSM command targets more than ``MAX_TARGETS_PER_COMMAND`` instances: larger steps are
    split into chunks that run in parallel.
+
+A plan has one JSON shape (``RolloutPlan.to_json``): the execution input carries it (without the
+host names) and the deploy record stores it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import PlanningError
@@ -92,15 +95,30 @@ class Step:
         size = MAX_TARGETS_PER_COMMAND
         return tuple(self.hosts[i : i + size] for i in range(0, len(self.hosts), size))
 
-    def to_dict(self) -> dict[str, Any]:
+    @property
+    def label(self) -> str:
+        """``stage``, ``migrate``, ``batch-2.switch``, ... (keys of the record's ``phases``)."""
+        return f"batch-{self.batch}.{self.command.value}" if self.batch else self.command.value
+
+    def to_json(self) -> dict[str, Any]:
         return {
             "command": self.command.value,
             "hosts": list(self.hosts),
-            "chunks": [list(chunk) for chunk in self.chunks],
+            "chunks": [list(chunk) for chunk in self.chunks],  # derived: read by no one back
             "timeout": self.timeout_seconds,
             "batch": self.batch,
             "bake": self.bake_seconds,
         }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Step:
+        return cls(
+            command=HostCommand(data["command"]),
+            hosts=tuple(str(h) for h in data["hosts"]),
+            timeout_seconds=int(data["timeout"]),
+            batch=int(data.get("batch", 0)),
+            bake_seconds=int(data.get("bake", 0)),
+        )
 
 
 @dataclass(frozen=True)
@@ -129,14 +147,64 @@ class RolloutPlan:
     def switch_batches(self) -> tuple[tuple[str, ...], ...]:
         return tuple(s.hosts for s in self.steps if s.command is HostCommand.SWITCH)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    @property
+    def first_switch(self) -> int:
+        """The cursor of the first switch (from there on, hosts may run the new release)."""
+        for index, step in enumerate(self.steps):
+            if step.command is HostCommand.SWITCH:
+                return index
+        return len(self.steps)
+
+    @property
+    def rollback_cursor(self) -> int:
+        """The cursor one past the last step: the rollback step."""
+        return len(self.steps)
+
+    def step_at(self, cursor: int) -> Step:
+        """The step at ``cursor``; one past the last step is the rollback step."""
+        return self.steps[cursor] if cursor < len(self.steps) else self.rollback
+
+    def rollback_only(self) -> RolloutPlan:
+        """This plan with no steps but its rollback (a recovery execution runs just that)."""
+        return replace(self, migration_host=None, steps=())
+
+    def to_json(self, *, names: bool = True) -> dict[str, Any]:
+        """The plan's one JSON shape; ``names=False`` leaves out the hosts' Name tags (the
+        execution input, which never needs them, stays small)."""
+        data: dict[str, Any] = {
             "hosts": [h.instance_id for h in self.hosts],
             "migration_host": self.migration_host.instance_id if self.migration_host else None,
             "batch_size": self.batch_size,
-            "steps": [s.to_dict() for s in self.steps],
-            "rollback": self.rollback.to_dict(),
+            "steps": [s.to_json() for s in self.steps],
+            "rollback": self.rollback.to_json(),
         }
+        if names:
+            data["host_names"] = {h.instance_id: h.name for h in self.hosts if h.name}
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RolloutPlan:
+        """Inverse of ``to_json`` (zones are not kept). A recovery plan of the first version
+        (``{"steps": [], "rollback": ...}``) reads as its rollback's hosts."""
+        rollback = Step.from_json(data["rollback"])
+        names = data.get("host_names") or {}
+        ids = data.get("hosts", rollback.hosts)
+        hosts = tuple(Host(str(i), str(names.get(i, ""))) for i in ids)
+        chosen = data.get("migration_host")
+        migration_host = next((h for h in hosts if h.instance_id == chosen), None)
+        if chosen and migration_host is None:
+            migration_host = Host(str(chosen))
+        return cls(
+            hosts=hosts,
+            migration_host=migration_host,
+            steps=tuple(Step.from_json(s) for s in data["steps"]),
+            batch_size=int(data.get("batch_size", 0)),
+            rollback=rollback,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The execution input's form (``to_json(names=False)``), under the name bench/ uses."""
+        return self.to_json(names=False)
 
 
 def order_hosts(hosts: Sequence[Host]) -> list[Host]:

@@ -1,4 +1,4 @@
-"""What the services need from the outside world, as protocols the adapters implement."""
+"""What the services need from the outside world (and from each other), as protocols."""
 
 from __future__ import annotations
 
@@ -63,6 +63,21 @@ class RefResolver(Protocol):
     def resolve(self, app: AppConfig, ref: str) -> str:
         """The 40-hex commit SHA ``ref`` (a branch, else a tag) names in ``app``'s source."""
         ...
+
+
+class Lease(Protocol):
+    """A rollout's hold on its environment (``EnvironmentService``)."""
+
+    def renew(self, deploy: Deploy) -> None:
+        """Extend ``deploy``'s lease; ``LeaseLostError`` if another deploy holds the lock."""
+
+
+class Handover(Protocol):
+    """Who runs next in an environment (``Launcher``): ending a deploy releases the lock and
+    launches the queued deploy that takes it."""
+
+    def end(self, deploy: Deploy, *, live_sha: str | None = None) -> None: ...
+    def start_queued(self, app: str, environment: str) -> str | None: ...
 
 
 class DeployMetrics(Protocol):

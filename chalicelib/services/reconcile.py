@@ -16,15 +16,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
-from ..config import PipelineConfig
-from ..domain.lifecycle import is_active
-from ..domain.model import Deploy, DeployStatus, HostCommand, Phase
-from ..domain.rollout import Step
+from ..config import EnvironmentConfig, PipelineConfig
+from ..domain import lifecycle
+from ..domain.contract import ExecutionInput
+from ..domain.model import Deploy, DeployStatus, Host, HostCommand, Phase
+from ..domain.rollout import RolloutPlan, Step
 from .clock import iso, parse_iso, utcnow
-from .deploys import DeployService, document_parameters
-from .ports import DeployStore, Orchestrator
+from .launch import document_parameters
+from .ports import DeployStore, Handover, Orchestrator
 
 NOTHING_SWITCHED = (Phase.PENDING, Phase.STAGING)
 
@@ -33,11 +34,22 @@ class LockAgeGauge(Protocol):
     def lock_age(self, app: str, environment: str, seconds: float) -> None: ...
 
 
+def recovery_plan(deploy: Deploy, env: EnvironmentConfig) -> RolloutPlan:
+    """Only the rollback step of ``deploy``'s recorded plan. A record written before plans were
+    stored whole has only the host ids: its rollback is planned from them and the config."""
+    if "rollback" in deploy.plan:
+        return RolloutPlan.from_json(deploy.plan).rollback_only()
+    listed = deploy.plan.get("hosts")
+    hosts = tuple(str(h) for h in listed) if isinstance(listed, list) else ()
+    rollback = Step(HostCommand.ROLLBACK, hosts, env.policy.timeouts.rollback)
+    return RolloutPlan(tuple(Host(h) for h in hosts), None, (), 0, rollback)
+
+
 @dataclass
 class Reconciler:
     pipeline: PipelineConfig
     deploys: DeployStore
-    lifecycle: DeployService
+    handover: Handover
     executions: Orchestrator
     poll_seconds: int
     clock: Callable[[], datetime] = utcnow
@@ -50,13 +62,13 @@ class Reconciler:
             now = self.clock()
             holder = env.lock_deploy_id
             if holder is None:
-                started = self.lifecycle.start_queued(env.app, env.environment)
+                started = self.handover.start_queued(env.app, env.environment)
                 if started:
                     actions.append({"deploy_id": started, "action": "started queued deploy"})
                 continue
             deploy = self.deploys.get(holder)
-            if not is_active(deploy.status):
-                self.lifecycle.end(deploy)
+            if not lifecycle.is_active(deploy.status):
+                self.handover.end(deploy)
                 actions.append({"deploy_id": holder, "action": "released a finished deploy"})
                 continue
             if self.metrics is not None:
@@ -76,33 +88,27 @@ class Reconciler:
         if deploy.phase in NOTHING_SWITCHED or deploy.execution_arn is None:
 
             def errored(d: Deploy) -> None:
-                if is_active(d.status):
-                    d.status = DeployStatus.ERRORED
-                    d.finished_at = d.updated_at = now
-                    d.error = {"kind": "errored", "phase": d.phase.value, "message": what}
+                if lifecycle.is_active(d.status):
+                    cause = lifecycle.failure("errored", d.phase.value, what)
+                    lifecycle.end(d, DeployStatus.ERRORED, now, error=cause)
 
-            self.lifecycle.end(self.deploys.mutate(deploy.deploy_id, errored))
+            self.handover.end(self.deploys.mutate(deploy.deploy_id, errored))
             return f"ended errored: {what}"
         app, env = self.pipeline.environment(deploy.app, deploy.environment)
-        hosts = tuple(str(h) for h in deploy.plan.get("hosts", []))  # type: ignore[attr-defined]
-        rollback = Step(HostCommand.ROLLBACK, hosts, env.policy.timeouts.rollback)
-        execution_input: dict[str, Any] = {
-            "deploy_id": deploy.deploy_id,
-            "cursor": 0,
-            "poll_seconds": self.poll_seconds,
-            "plan": {"steps": [], "rollback": rollback.to_dict()},
-            "parameters": document_parameters(app, deploy.sha, deploy.previous_sha),
-        }
+        execution = ExecutionInput(
+            deploy_id=deploy.deploy_id,
+            plan=recovery_plan(deploy, env),
+            parameters=document_parameters(app, deploy.sha, deploy.previous_sha),
+            poll_seconds=self.poll_seconds,
+        )
         attempt = sum(1 for key in deploy.phases if key.startswith("recovery")) + 1
-        arn = self.executions.start(f"{deploy.deploy_id}-recovery-{attempt}", execution_input)
+        arn = self.executions.start(f"{deploy.deploy_id}-recovery-{attempt}", execution.to_json())
 
         def recovering(d: Deploy) -> None:
-            d.error = {
-                "kind": "errored",
-                "phase": d.phase.value,
-                "message": f"{what}; rolling every host back",
-                **({"earlier": d.error} if d.error else {}),
-            }
+            earlier = {"earlier": d.error} if d.error else {}
+            d.error = lifecycle.failure(
+                "errored", d.phase.value, f"{what}; rolling every host back", **earlier
+            )
             d.phases[f"recovery-{attempt}"] = {"execution": arn, "started_at": now}
             d.execution_arn = arn
             d.updated_at = now

@@ -1,40 +1,41 @@
-"""The rollout's steps, called by the state machine: dispatch a step, poll it, finish.
+"""The rollout's steps, called by the state machine: dispatch a step, poll it, recover, finish.
 
 Each call is idempotent enough to be retried by Step Functions: dispatch records what it sent,
 poll only reads SSM and overwrites per-host rows, finish ignores a deploy already finished.
+The ``*_step`` methods take and answer the typed contract (``domain/contract.py``). The Lambda
+tasks' JSON meets it in ``dispatch``/``poll``/``recover``/``finish``, one line each, which app.py
+calls (and bench/ wraps to time each task).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..domain.errors import RoadieError
-from ..domain.lifecycle import check_transition, is_active
+from ..domain import lifecycle
+from ..domain.contract import (
+    DispatchTask,
+    Finished,
+    FinishTask,
+    PollTask,
+    RecoverTask,
+    Route,
+    RouteState,
+    TaskError,
+    Wave,
+)
 from ..domain.model import Deploy, DeployStatus, HostCommand, HostResult, HostStatus, Phase
+from ..domain.rollout import Step
 from .clock import iso, parse_iso, utcnow
-from .deploys import DeployService
-from .ports import DeployMetrics, DeployStore, HostCommandRunner, HostResultStore
-
-
-class CancelRequestedError(RoadieError):
-    """Raised by dispatch instead of sending the next step of a cancelled deploy."""
-
-    code = "cancel_requested"
-
+from .errors import CancelRequestedError
+from .ports import DeployMetrics, DeployStore, Handover, HostCommandRunner, HostResultStore, Lease
 
 TAIL_CHARS = 2000  # of each host's stdout/stderr kept in the record
 # How long SSM may take to deliver a command, on top of the phase's execution timeout.
 DELIVERY_GRACE_SECONDS = 60
-OUTCOMES = {
-    "succeeded": DeployStatus.SUCCEEDED,
-    "failed": DeployStatus.FAILED,
-    "timed_out": DeployStatus.TIMED_OUT,
-    "errored": DeployStatus.ERRORED,
-    "cancelled": DeployStatus.CANCELLED,
-}
+HOST_OUTCOMES = {"failed": RouteState.FAILED, "timed_out": RouteState.TIMED_OUT}
 
 
 def final_status(deploy: Deploy, outcome: DeployStatus) -> DeployStatus:
@@ -50,39 +51,36 @@ def final_status(deploy: Deploy, outcome: DeployStatus) -> DeployStatus:
     return outcome
 
 
-def step_at(plan: dict[str, Any], cursor: int) -> dict[str, Any]:
-    """The plan's step at ``cursor``; one past the last step is the rollback step."""
-    steps = plan["steps"]
-    return dict(steps[cursor]) if cursor < len(steps) else dict(plan["rollback"])
-
-
-def first_switch(plan: dict[str, Any]) -> int:
-    """The cursor of the first switch (from there on, hosts may run the new release)."""
-    for index, step in enumerate(plan["steps"]):
-        if step["command"] == HostCommand.SWITCH.value:
-            return index
-    return len(plan["steps"])
-
-
-def errored_evidence(deploy: Deploy, error: Any) -> dict[str, Any]:
+def errored_evidence(deploy: Deploy, error: TaskError | None) -> dict[str, object]:
     """The record of an AWS or code failure (Step Functions' ``{"Error", "Cause"}``)."""
-    error = error if isinstance(error, dict) else {}
-    evidence: dict[str, Any] = {
-        "kind": "errored",
-        "phase": deploy.phase.value,
-        "error": str(error.get("Error", "")),
-        "message": str(error.get("Cause", ""))[-1000:] or "rollout errored",
-    }
+    error = error or TaskError()
+    detail: dict[str, object] = {"error": error.error}
     if deploy.error and deploy.error.get("kind") != "errored":
-        evidence["earlier"] = deploy.error
-    return evidence
+        detail["earlier"] = deploy.error
+    message = error.cause[-1000:] or "rollout errored"
+    return lifecycle.failure("errored", deploy.phase.value, message, **detail)
 
 
-def step_label(step: dict[str, Any]) -> str:
-    """``stage``, ``migrate``, ``batch-2.switch``, ... (keys of the record's ``phases``)."""
-    if step.get("batch"):
-        return f"batch-{step['batch']}.{step['command']}"
-    return str(step["command"])
+def step_label(step: Step | Mapping[str, Any]) -> str:
+    """``stage``, ``migrate``, ``batch-2.switch``, ... (``Step.label``; the JSON form of a step
+    is accepted for readers of an execution input, such as bench/)."""
+    return (step if isinstance(step, Step) else Step.from_json(step)).label
+
+
+def host_failure(step: Step, bad: list[HostResult], kind: str) -> dict[str, object]:
+    """The record's error for a step some hosts failed: the first (timed-out first) speaks."""
+    first = next((r for r in bad if r.status is HostStatus.TIMED_OUT), bad[0])
+    return lifecycle.failure(
+        kind,
+        first.command.deploy_phase.value,
+        first.detail or f"{first.command.value} {first.status.value}",
+        step=step.label,
+        host=first.instance_id,
+        hosts=[r.instance_id for r in bad],
+        exit_code=first.exit_code,
+        stderr_tail=first.stderr_tail[-1000:],
+        stdout_tail=first.stdout_tail[-1000:],
+    )
 
 
 @dataclass
@@ -91,165 +89,155 @@ class RolloutService:
     host_results: HostResultStore
     commands: HostCommandRunner
     metrics: DeployMetrics
-    lifecycle: DeployService
+    lease: Lease
+    handover: Handover
     clock: Callable[[], datetime] = utcnow
 
+    # -- the JSON edge: each Lambda event becomes its task, each answer JSON again
+
     def dispatch(self, event: dict[str, Any]) -> dict[str, Any]:
-        deploy_id = event["deploy_id"]
-        cursor = int(event["cursor"])
-        step = step_at(event["plan"], cursor)
-        command = HostCommand(step["command"])
-        timeout = int(step["timeout"])
-        deploy = self.deploys.get(deploy_id)
-        if deploy.cancel_requested_by and command is not HostCommand.ROLLBACK:
+        return self.dispatch_step(DispatchTask.from_json(event)).to_json()
+
+    def poll(self, event: dict[str, Any]) -> dict[str, Any]:
+        return self.poll_step(PollTask.from_json(event)).to_json()
+
+    def recover(self, event: dict[str, Any]) -> dict[str, Any]:
+        return self.recover_step(RecoverTask.from_json(event)).to_json()
+
+    def finish(self, event: dict[str, Any]) -> dict[str, Any]:
+        return self.finish_step(FinishTask.from_json(event)).to_json()
+
+    # -- the steps
+
+    def dispatch_step(self, task: DispatchTask) -> Wave:
+        """Send the step at ``task.cursor`` (once: a retry answers with what was sent)."""
+        cursor, step = task.cursor, task.plan.step_at(task.cursor)
+        deploy = self.deploys.get(task.deploy_id)
+        if deploy.cancel_requested_by and step.command is not HostCommand.ROLLBACK:
             raise CancelRequestedError(f"cancel requested by {deploy.cancel_requested_by}")
-        self.lifecycle.renew(deploy)
-        sent = deploy.phases.get(step_label(step), {})
-        if sent.get("cursor") == cursor and sent.get("command_ids"):
+        self.lease.renew(deploy)
+        sent = deploy.phases.get(step.label, {})
+        command_ids = sent.get("command_ids")
+        if sent.get("cursor") == cursor and isinstance(command_ids, list) and command_ids:
             # a retry of a dispatch that already sent this step: never send it twice
-            return {
-                "cursor": cursor,
-                "command_ids": sent["command_ids"],
-                "deadline": sent["deadline"],
-            }
+            return Wave(cursor, tuple(str(c) for c in command_ids), str(sent["deadline"]))
         now = self.clock()
-        deadline = iso(now + timedelta(seconds=timeout + DELIVERY_GRACE_SECONDS))
-        parameters = {
-            **event["parameters"],
-            "phase": command.value,
-            "executionTimeout": str(timeout),
-        }
-        command_ids = [
-            self.commands.run(
-                chunk,
-                parameters,
-                timeout_seconds=timeout,
-                comment=f"roadie {deploy_id} {step_label(step)}",
-            )
-            for chunk in step["chunks"]
-        ]
+        wave = Wave(
+            cursor,
+            tuple(
+                self.commands.run(
+                    chunk,
+                    {
+                        **task.parameters,
+                        "phase": step.command.value,
+                        "executionTimeout": str(step.timeout_seconds),
+                    },
+                    timeout_seconds=step.timeout_seconds,
+                    comment=f"roadie {task.deploy_id} {step.label}",
+                )
+                for chunk in step.chunks
+            ),
+            iso(now + timedelta(seconds=step.timeout_seconds + DELIVERY_GRACE_SECONDS)),
+        )
         self.host_results.put_many(
             HostResult(
-                deploy_id=deploy_id,
+                deploy_id=task.deploy_id,
                 instance_id=host,
                 step=cursor,
-                batch=int(step.get("batch", 0)),
-                command=command,
+                batch=step.batch,
+                command=step.command,
                 status=HostStatus.PENDING,
                 started_at=iso(now),
                 command_id=command_id,
             )
-            for chunk, command_id in zip(step["chunks"], command_ids, strict=True)
+            for chunk, command_id in zip(step.chunks, wave.command_ids, strict=True)
             for host in chunk
         )
 
         def started(d: Deploy) -> None:
-            d.phase = command.deploy_phase
+            lifecycle.enter_phase(d, step.command.deploy_phase, iso(now))
             d.step = cursor
-            d.updated_at = iso(now)
-            d.phases[step_label(step)] = {
-                "command": command.value,
-                "batch": int(step.get("batch", 0)),
-                "hosts": len(step["hosts"]),
+            d.phases[step.label] = {
+                "command": step.command.value,
+                "batch": step.batch,
+                "hosts": len(step.hosts),
                 "status": "running",
                 "started_at": iso(now),
                 "cursor": cursor,
-                "command_ids": command_ids,
-                "deadline": deadline,
+                "command_ids": list(wave.command_ids),
+                "deadline": wave.deadline,
             }
 
-        self.deploys.mutate(deploy_id, started)
-        return {"cursor": cursor, "command_ids": command_ids, "deadline": deadline}
+        self.deploys.mutate(task.deploy_id, started)
+        return wave
 
-    def poll(self, event: dict[str, Any]) -> dict[str, Any]:
+    def poll_step(self, task: PollTask) -> Route:
         """Answer ``running`` until the step is done, then where the rollout goes next:
         ``next`` (after ``bake`` seconds), ``done``, ``rollback`` (a switched batch failed, or
         a cancel arrived after the first switch), ``cancelled``, ``failed`` or ``timed_out``.
         """
-        deploy_id = event["deploy_id"]
-        wave = event["wave"]
-        cursor = int(wave["cursor"])
-        plan = event["plan"]
-        step = step_at(plan, cursor)
-        deploy = self.deploys.get(deploy_id)
-        self.lifecycle.renew(deploy)
+        wave, plan = task.wave, task.plan
+        cursor, step = wave.cursor, plan.step_at(wave.cursor)
+        deploy = self.deploys.get(task.deploy_id)
+        self.lease.renew(deploy)
         now = self.clock()
-        overdue = now > parse_iso(wave["deadline"])
-        finished = all(self.commands.is_finished(cid) for cid in wave["command_ids"])
+        overdue = now > parse_iso(wave.deadline)
+        finished = all(self.commands.is_finished(cid) for cid in wave.command_ids)
         if not finished and not overdue:
-            return {"state": "running", "next": cursor, "bake": 0}
+            return Route(RouteState.RUNNING, cursor)
 
-        results = self._collect(deploy_id, step, cursor, wave["command_ids"], event, overdue)
+        expected_sha = task.parameters["sha"]
+        results = self._collect(task.deploy_id, step, wave, expected_sha, overdue)
         self.host_results.put_many(results)
         bad = [r for r in results if r.status is not HostStatus.SUCCEEDED]
-        timed_out = [r for r in results if r.status is HostStatus.TIMED_OUT]
-        label = step_label(step)
-        outcome = "timed_out" if timed_out else "failed" if bad else "ok"
-        command = HostCommand(step["command"])
-        rollback_index = len(plan["steps"])
-        switched = cursor >= first_switch(plan) and command is not HostCommand.ROLLBACK
+        timed_out = any(r.status is HostStatus.TIMED_OUT for r in bad)
+        outcome = "timed_out" if timed_out else "failed" if bad else "succeeded"
+        command = step.command
+        switched = cursor >= plan.first_switch and command is not HostCommand.ROLLBACK
 
         def record(d: Deploy) -> None:
-            entry = d.phases.setdefault(label, {})
-            entry["status"] = "succeeded" if outcome == "ok" else outcome
+            entry = d.phases.setdefault(step.label, {})
+            entry["status"] = outcome
             entry["finished_at"] = iso(now)
             started = entry.get("started_at")
             if isinstance(started, str):
                 entry["duration_s"] = round((now - parse_iso(started)).total_seconds(), 3)
             d.updated_at = iso(now)
             if bad:
-                first = (timed_out or bad)[0]
-                evidence: dict[str, object] = {
-                    "kind": outcome,
-                    "phase": first.command.deploy_phase.value,
-                    "step": label,
-                    "host": first.instance_id,
-                    "hosts": [r.instance_id for r in bad],
-                    "exit_code": first.exit_code,
-                    "stderr_tail": first.stderr_tail[-1000:],
-                    "stdout_tail": first.stdout_tail[-1000:],
-                    "message": first.detail or f"{first.command.value} {first.status.value}",
-                }
+                evidence = host_failure(step, bad, outcome)
                 if command is HostCommand.ROLLBACK and d.error is not None:
                     d.error = {**d.error, "rollback": evidence}
                 else:
                     d.error = evidence
 
-        self.deploys.mutate(deploy_id, record)
-        if outcome != "ok":
+        self.deploys.mutate(task.deploy_id, record)
+        rollback = Route(RouteState.ROLLBACK, plan.rollback_cursor)
+        if bad:
             if switched and command in (HostCommand.SWITCH, HostCommand.VERIFY):
-                return {"state": "rollback", "next": rollback_index, "bake": 0}
-            return {"state": outcome, "next": cursor, "bake": 0}
+                return rollback
+            return Route(HOST_OUTCOMES[outcome], cursor)
         if command is HostCommand.ROLLBACK:
-            return {"state": "done", "next": cursor, "bake": 0}
+            return Route(RouteState.DONE, cursor)
         if deploy.cancel_requested_by:
             if switched and command is not HostCommand.POST_MIGRATE:
-                return {"state": "rollback", "next": rollback_index, "bake": 0}
-            return {"state": "cancelled", "next": cursor, "bake": 0}
+                return rollback
+            return Route(RouteState.CANCELLED, cursor)
         nxt = cursor + 1
-        if nxt >= rollback_index:
-            return {"state": "done", "next": nxt, "bake": 0}
-        return {"state": "next", "next": nxt, "bake": int(step.get("bake", 0))}
+        if nxt >= plan.rollback_cursor:
+            return Route(RouteState.DONE, nxt)
+        return Route(RouteState.NEXT, nxt, step.bake_seconds)
 
     def _collect(
-        self,
-        deploy_id: str,
-        step: dict[str, Any],
-        cursor: int,
-        command_ids: list[str],
-        event: dict[str, Any],
-        overdue: bool,
+        self, deploy_id: str, step: Step, wave: Wave, expected_sha: str, overdue: bool
     ) -> list[HostResult]:
-        command = HostCommand(step["command"])
-        expected_sha = event["parameters"]["sha"]
         results = []
-        for chunk, command_id in zip(step["chunks"], command_ids, strict=True):
+        for chunk, command_id in zip(step.chunks, wave.command_ids, strict=True):
             for host in chunk:
                 inv = self.commands.invocation(command_id, host)
                 status, detail = inv.status, inv.detail
                 if status is HostStatus.PENDING and overdue:
                     status, detail = HostStatus.TIMED_OUT, "no answer before the phase timeout"
-                elif status is HostStatus.SUCCEEDED and command is HostCommand.VERIFY:
+                elif status is HostStatus.SUCCEEDED and step.command is HostCommand.VERIFY:
                     if f"REVISION={expected_sha}" not in inv.stdout.splitlines():
                         status = HostStatus.FAILED
                         detail = f"host did not report REVISION={expected_sha}"
@@ -259,9 +247,9 @@ class RolloutService:
                     HostResult(
                         deploy_id=deploy_id,
                         instance_id=host,
-                        step=cursor,
-                        batch=int(step.get("batch", 0)),
-                        command=command,
+                        step=wave.cursor,
+                        batch=step.batch,
+                        command=step.command,
                         status=status,
                         exit_code=inv.exit_code,
                         stdout_tail=inv.stdout[-TAIL_CHARS:],
@@ -274,60 +262,48 @@ class RolloutService:
                 )
         return results
 
-    def recover(self, event: dict[str, Any]) -> dict[str, Any]:
+    def recover_step(self, task: RecoverTask) -> Route:
         """After an AWS or code error: roll back if hosts may run the new release (once: an
         error while already rolling back is final), otherwise end as ``errored``."""
-        deploy_id = event["deploy_id"]
-        plan = event["plan"]
-        cursor = int(event.get("cursor", 0))
-        deploy = self.deploys.get(deploy_id)
-        rolling_back = deploy.phase is Phase.ROLLING_BACK or cursor >= len(plan["steps"])
+        plan, cursor = task.plan, task.cursor
+        deploy = self.deploys.get(task.deploy_id)
+        rolling_back = deploy.phase is Phase.ROLLING_BACK or cursor >= plan.rollback_cursor
+        rollback = Route(RouteState.ROLLBACK, plan.rollback_cursor)
         if deploy.cancel_requested_by and not rolling_back:
             # a cancel stops the rollout before its next step; switched hosts go back
-            if cursor >= first_switch(plan):
-                return {"state": "rollback", "next": len(plan["steps"]), "bake": 0}
-            return {"state": "cancelled", "next": cursor, "bake": 0}
-        if rolling_back or cursor < first_switch(plan):
-            return {"state": "errored", "next": cursor, "bake": 0}
+            return rollback if cursor >= plan.first_switch else Route(RouteState.CANCELLED, cursor)
+        if rolling_back or cursor < plan.first_switch:
+            return Route(RouteState.ERRORED, cursor)
         now = iso(self.clock())
 
         def cause(d: Deploy) -> None:
-            d.error = errored_evidence(d, event.get("error"))
+            d.error = errored_evidence(d, task.error)
             d.updated_at = now
 
-        self.deploys.mutate(deploy_id, cause)
-        return {"state": "rollback", "next": len(plan["steps"]), "bake": 0}
+        self.deploys.mutate(task.deploy_id, cause)
+        return rollback
 
-    def finish(self, event: dict[str, Any]) -> dict[str, Any]:
-        deploy_id = event["deploy_id"]
-        requested = OUTCOMES[event["outcome"]]
+    def finish_step(self, task: FinishTask) -> Finished:
+        """End the deploy as the rollout's outcome says (a no-op on one already ended) and hand
+        the environment on (always: a retry after a failed release must still free it)."""
         now = self.clock()
         changed = False
 
         def close(d: Deploy) -> None:
             nonlocal changed
-            if not is_active(d.status):
-                changed = False
+            changed = lifecycle.is_active(d.status)
+            if not changed:
                 return
-            outcome = final_status(d, requested)
-            check_transition(d.status, outcome)
-            changed = True
-            d.status = outcome
-            d.finished_at = iso(now)
-            d.updated_at = iso(now)
-            if outcome is DeployStatus.SUCCEEDED:
-                d.phase = Phase.DONE
-            if outcome is DeployStatus.ERRORED:
-                d.error = errored_evidence(d, event.get("error"))
+            outcome = final_status(d, task.outcome)
+            error = errored_evidence(d, task.error) if outcome is DeployStatus.ERRORED else None
+            lifecycle.end(d, outcome, iso(now), error=error)
 
-        deploy = self.deploys.mutate(deploy_id, close)
-        # always (idempotent): a retry after a failed release must still free the environment
+        deploy = self.deploys.mutate(task.deploy_id, close)
         all_switched = deploy.status is DeployStatus.SUCCEEDED or (
             deploy.phase is Phase.POST_MIGRATING
         )
-        self.lifecycle.end(deploy, live_sha=deploy.sha if all_switched else None)
+        self.handover.end(deploy, live_sha=deploy.sha if all_switched else None)
         if changed:
             started = deploy.started_at or deploy.created_at
-            duration = (now - parse_iso(started)).total_seconds()
-            self.metrics.deploy_finished(deploy, duration)
-        return {"deploy_id": deploy_id, "status": deploy.status.value}
+            self.metrics.deploy_finished(deploy, (now - parse_iso(started)).total_seconds())
+        return Finished(task.deploy_id, deploy.status)

@@ -4,10 +4,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import MISSING, fields
 from typing import Any
 
 import pytest
 
+from chalicelib.domain.contract import (
+    DispatchTask,
+    ExecutionInput,
+    FinishTask,
+    PollTask,
+    RecoverTask,
+    Route,
+    RouteState,
+    TaskError,
+    Wave,
+)
+from chalicelib.domain.model import DeployStatus, Host
+from chalicelib.domain.rollout import RolloutPolicy, plan_rollout
 from chalicelib.statemachine import FUNCTIONS, build_definition, definition_json
 
 _LAMBDA = "arn:aws:lambda:us-east-1:123456789012:function:roadie-dev-"
@@ -19,8 +33,14 @@ RECORD_STATES = {
     "RecordErrored",
     "RecordCancelled",
 }
-# What the deploy service puts in the execution input (services/deploys.py).
-EXECUTION_INPUT_KEYS = {"deploy_id", "cursor", "poll_seconds", "plan", "parameters"}
+
+
+def names(cls: type) -> set[str]:
+    return {f.name for f in fields(cls)}
+
+
+# What an execution starts with (``domain/contract.py``).
+EXECUTION_INPUT_KEYS = names(ExecutionInput)
 
 
 @pytest.fixture(scope="module")
@@ -400,3 +420,131 @@ def test_a_missing_function_arn_is_a_key_error() -> None:
     with pytest.raises(KeyError):
         build_definition({k: v for k, v in ARNS.items() if k != "rollout_poll"})
     assert FUNCTIONS == ("rollout_dispatch", "rollout_poll", "rollout_finish", "rollout_recover")
+
+
+# --- the typed contract: every JSONPath names a field of domain/contract.py -----------------
+
+# What a state's ResultPath holds: the answer class its ResultSelector selects, or (``error``)
+# what a Catch puts there.
+RESULTS: dict[str, type] = {"wave": Wave, "poll": Route, "error": TaskError}
+PAYLOADS: dict[str, type] = {
+    "Dispatch": DispatchTask,
+    "Poll": PollTask,
+    "Recover": RecoverTask,
+    **{name: FinishTask for name in RECORD_STATES},
+}
+
+
+def _document_paths(definition: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(state, JSONPath) for every path into the state document: reads and ResultPaths (not
+    the ResultSelectors, which read the Lambda's answer)."""
+    for name, state in definition["States"].items():
+        for path in _read_paths(state):
+            yield name, path
+        for key in ("ResultPath",):
+            if isinstance(state.get(key), str):
+                yield name, state[key]
+        for catcher in state.get("Catch", []):
+            if catcher["ResultPath"]:
+                yield name, catcher["ResultPath"]
+
+
+def test_every_path_names_an_execution_input_field_or_a_result_field(
+    definition: dict[str, Any],
+) -> None:
+    top = EXECUTION_INPUT_KEYS | set(RESULTS)
+    seen = set()
+    for name, path in _document_paths(definition):
+        parts = path.split(".")[1:]
+        assert parts and parts[0] in top, f"{name}: {path}"
+        if len(parts) > 1:
+            assert RESULTS.get(parts[0]) not in (None, TaskError), f"{name}: {path}"
+            assert parts[1] in names(RESULTS[parts[0]]), f"{name}: {path}"
+            assert len(parts) == 2, f"{name}: {path}"
+        seen.add(path)
+    # the paths a rename would break are all among them
+    assert {"$.cursor", "$.poll_seconds", "$.plan", "$.parameters", "$.deploy_id"} <= seen
+    assert {"$.wave", "$.poll", "$.error", "$.poll.state", "$.poll.next", "$.poll.bake"} <= seen
+
+
+def test_each_result_selector_selects_exactly_its_answer_classes_fields(
+    states: dict[str, dict[str, Any]],
+) -> None:
+    selecting = {n: s for n, s in states.items() if "ResultSelector" in s}
+    assert set(selecting) == {"Dispatch", "Poll", "Recover"}
+    for name, state in selecting.items():
+        answer = RESULTS[state["ResultPath"].split(".")[1]]
+        expected = {f"{field}.$": f"$.Payload.{field}" for field in names(answer)}
+        assert state["ResultSelector"] == expected, name
+
+
+def _required(cls: type) -> set[str]:
+    return {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
+
+
+def test_each_lambda_payload_has_its_task_classes_fields(
+    states: dict[str, dict[str, Any]],
+) -> None:
+    for name, task in PAYLOADS.items():
+        payload = states[name]["Parameters"]["Payload"]
+        keys = {key.removesuffix(".$") for key in payload}
+        assert _required(task) <= keys <= names(task), name
+        for key, value in payload.items():
+            if key.endswith(".$"):  # each field is read from the same name in the document
+                assert value == f"$.{key.removesuffix('.$')}", f"{name}: {key}"
+
+
+def _evaluate(payload: dict[str, Any], document: dict[str, Any]) -> dict[str, Any]:
+    """What Step Functions sends: ``x.$`` keys read the document, others are literal."""
+    return {
+        key.removesuffix(".$"): _lookup(document, value) if key.endswith(".$") else value
+        for key, value in payload.items()
+    }
+
+
+def test_the_lambdas_read_what_the_state_machine_sends_them(
+    states: dict[str, dict[str, Any]],
+) -> None:
+    plan = plan_rollout([Host("i-0001"), Host("i-0002")], RolloutPolicy())
+    execution = ExecutionInput("d-1", plan, {"sha": "a" * 40}, poll_seconds=5, cursor=2)
+    wave = Wave(2, ("cmd-1",), "2024-05-01T12:10:00.000Z")
+    route = Route(RouteState.NEXT, 3, bake=30)
+    error = TaskError("AwsError", "throttled")
+    document = {
+        **execution.to_json(),
+        "wave": wave.to_json(),
+        "poll": route.to_json(),
+        "error": error.to_json(),
+    }
+    dispatch = DispatchTask.from_json(
+        _evaluate(states["Dispatch"]["Parameters"]["Payload"], document)
+    )
+    assert (dispatch.deploy_id, dispatch.cursor, dispatch.plan) == ("d-1", 2, execution.plan)
+    poll = PollTask.from_json(_evaluate(states["Poll"]["Parameters"]["Payload"], document))
+    assert (poll.wave, poll.parameters) == (wave, execution.parameters)
+    recover = RecoverTask.from_json(_evaluate(states["Recover"]["Parameters"]["Payload"], document))
+    assert (recover.cursor, recover.error) == (2, error)
+    finish = FinishTask.from_json(
+        _evaluate(states["RecordErrored"]["Parameters"]["Payload"], document)
+    )
+    assert (finish.outcome, finish.error) == (DeployStatus.ERRORED, error)
+    # Advance moves the cursor where the route said; Bake waits what it said
+    assert _lookup(document, states["Advance"]["InputPath"]) == route.next
+    assert _lookup(document, states["Bake"]["SecondsPath"]) == route.bake
+    assert _lookup(document, states["WaitForHosts"]["SecondsPath"]) == execution.poll_seconds
+
+
+def test_the_routes_cover_every_route_state(states: dict[str, dict[str, Any]]) -> None:
+    routed = {r["StringEquals"] for r in states["Route"]["Choices"]}
+    assert routed == {s.value for s in RouteState} - {RouteState.ERRORED.value}
+    recovered = {r["StringEquals"] for r in states["RecoverRoute"]["Choices"]}
+    assert recovered == {RouteState.ROLLBACK.value, RouteState.CANCELLED.value}
+    assert states["RecoverRoute"]["Default"] == "RecordErrored"  # ``errored`` and anything else
+
+
+def test_each_recorder_reports_an_outcome_finish_accepts(
+    states: dict[str, dict[str, Any]],
+) -> None:
+    for name in RECORD_STATES:
+        outcome = states[name]["Parameters"]["Payload"]["outcome"]
+        assert FinishTask("d-1", DeployStatus(outcome)).outcome.value == outcome, name

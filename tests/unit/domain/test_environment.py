@@ -1,14 +1,22 @@
-"""Environment decisions: admission, release, promotion of the queued deploy."""
+"""Environment decisions: admission, lease, release, promotion, cancel and freeze."""
 
 from __future__ import annotations
+
+import pytest
 
 from chalicelib.domain.environment import (
     AdmissionKind,
     EnvironmentState,
     admit,
+    admitted,
+    dequeued,
+    frozen,
     promotable,
     release,
+    released,
+    renewed,
     start_queued,
+    thawed,
 )
 
 A, B = "a" * 40, "b" * 40
@@ -69,3 +77,65 @@ def test_starting_the_queued_deploy_moves_it_into_the_lock() -> None:
     assert (started.lock_deploy_id, started.lock_sha, started.lock_expires_at) == ("d-2", B, 123)
     assert started.queued_deploy_id is None and started.queued_sha is None
     assert promotable(busy(queued_deploy_id="d-2", queued_sha=B), NOW) is None
+
+
+def test_admitted_to_run_takes_the_lock_and_empties_the_queue() -> None:
+    seen = EnvironmentState("shop", "production", queued_deploy_id="d-2", queued_sha=B)
+    decision = admit(seen, A, NOW)
+    new = admitted(seen, decision, "d-3", A, 500)
+    assert (new.lock_deploy_id, new.lock_sha, new.lock_expires_at) == ("d-3", A, 500)
+    assert (new.queued_deploy_id, new.queued_sha) == (None, None)
+
+
+def test_admitted_to_queue_becomes_the_one_queued_deploy() -> None:
+    seen = busy(queued_deploy_id="d-2", queued_sha=B)
+    new = admitted(seen, admit(seen, "c" * 40, NOW), "d-3", "c" * 40, 500)
+    assert (new.queued_deploy_id, new.queued_sha) == ("d-3", "c" * 40)
+    assert (new.lock_deploy_id, new.lock_expires_at) == ("d-1", int(NOW) + 60)
+
+
+def test_an_existing_answer_admits_nothing() -> None:
+    with pytest.raises(ValueError):
+        admitted(busy(), admit(busy(), A, NOW), "d-3", A, 500)
+
+
+def test_only_the_holder_renews_its_lease() -> None:
+    renewed_state = renewed(busy(), "d-1", 999)
+    assert renewed_state is not None and renewed_state.lock_expires_at == 999
+    assert renewed(busy(), "d-9", 999) is None
+
+
+def test_released_frees_the_lock_records_the_live_release_and_promotes() -> None:
+    new, promoted = released(busy(queued_deploy_id="d-2", queued_sha=B), "d-1", A, 700)
+    assert promoted == "d-2"
+    assert new is not None
+    assert (new.lock_deploy_id, new.lock_sha, new.lock_expires_at) == ("d-2", B, 700)
+    assert (new.current_sha, new.current_deploy_id) == (A, "d-1")
+    alone, nobody = released(busy(), "d-1", None, 700)
+    assert nobody is None and alone is not None
+    assert (alone.lock_deploy_id, alone.current_sha) == (None, None)
+
+
+def test_released_by_a_deploy_that_lost_the_lock_changes_nothing() -> None:
+    assert released(busy(queued_deploy_id="d-2", queued_sha=B), "d-9", A, 700) == (None, None)
+
+
+def test_dequeued_removes_only_the_queued_deploy_and_audits_it() -> None:
+    seen = busy(queued_deploy_id="d-2", queued_sha=B)
+    new = dequeued(seen, "d-2", "ann", "t")
+    assert new is not None and new.queued_deploy_id is None and new.queued_sha is None
+    assert new.audit[-1] == {"at": "t", "by": "ann", "action": "cancel", "deploy_id": "d-2"}
+    assert dequeued(seen, "d-1", "ann", "t") is None
+
+
+def test_freeze_and_thaw_are_audited() -> None:
+    cold = frozen(busy(), "Black Friday", "ann", "t1")
+    assert (cold.frozen, cold.frozen_reason, cold.frozen_by, cold.frozen_at) == (
+        True,
+        "Black Friday",
+        "ann",
+        "t1",
+    )
+    warm = thawed(cold, "bob", "t2")
+    assert not warm.frozen and warm.frozen_by is None
+    assert [e["action"] for e in warm.audit] == ["freeze", "unfreeze"]

@@ -9,6 +9,7 @@ from chalicelib.domain.model import Host, HostCommand
 from chalicelib.domain.rollout import (
     MAX_TARGETS_PER_COMMAND,
     BatchSize,
+    RolloutPlan,
     RolloutPolicy,
     plan_rollout,
 )
@@ -92,7 +93,7 @@ def test_order_is_deterministic_whatever_the_listing_order() -> None:
     a = plan_rollout(hosts, RolloutPolicy(batch_size=BatchSize(4)))
     b = plan_rollout(list(reversed(hosts)), RolloutPolicy(batch_size=BatchSize(4)))
     assert a == b
-    assert a.to_dict() == b.to_dict()
+    assert a.to_json() == b.to_json()
 
 
 def test_duplicate_hosts_are_deployed_once() -> None:
@@ -120,7 +121,7 @@ def test_an_empty_fleet_cannot_be_planned() -> None:
 
 
 def test_plan_serialises_chunks_for_the_state_machine() -> None:
-    data = plan_rollout(fleet(2), RolloutPolicy()).to_dict()
+    data = plan_rollout(fleet(2), RolloutPolicy()).to_json()
     assert data["steps"][0] == {
         "command": "stage",
         "hosts": ["i-0000", "i-0001"],
@@ -144,3 +145,38 @@ def test_rollback_covers_every_targeted_host_in_plan_order() -> None:
     assert plan.rollback.command is HostCommand.ROLLBACK
     assert plan.rollback.hosts == plan.steps[0].hosts
     assert HostCommand.ROLLBACK not in commands(plan)
+
+
+def test_plan_reads_back_from_its_json_with_the_host_names() -> None:
+    hosts = [Host(f"i-{n:04d}", f"web-{n}") for n in range(5)]
+    plan = plan_rollout(hosts, RolloutPolicy(batch_size=BatchSize(2), bake_seconds=30))
+    data = plan.to_json()
+    assert data["host_names"] == {h.instance_id: h.name for h in hosts}
+    assert RolloutPlan.from_json(data) == plan
+    assert RolloutPlan.from_json(plan.to_json(names=False)).hosts == tuple(
+        Host(h.instance_id) for h in plan.hosts
+    )
+    assert plan.to_dict() == plan.to_json(names=False)
+
+
+def test_steps_are_labelled_by_command_and_batch() -> None:
+    plan = plan_rollout(fleet(4), RolloutPolicy(batch_size=BatchSize(2)))
+    assert [s.label for s in plan.steps] == [
+        "stage",
+        "migrate",
+        "batch-1.switch",
+        "batch-1.verify",
+        "batch-2.switch",
+        "batch-2.verify",
+    ]
+    assert plan.rollback.label == "rollback"
+
+
+def test_cursors_past_the_last_step_are_the_rollback() -> None:
+    plan = plan_rollout(fleet(4), RolloutPolicy(batch_size=BatchSize(2)))
+    assert plan.first_switch == 2
+    assert plan.step_at(plan.rollback_cursor) is plan.rollback
+    assert plan.step_at(0) is plan.steps[0]
+    recovery = plan.rollback_only()
+    assert (recovery.steps, recovery.rollback_cursor, recovery.first_switch) == ((), 0, 0)
+    assert recovery.step_at(0) == plan.rollback

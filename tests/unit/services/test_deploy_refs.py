@@ -32,7 +32,7 @@ REQUESTER = Requester("local-admin", "api")
 
 
 def service(kind: str, url: str, refs: FakeRefs) -> DeployService:
-    return DeployService(
+    return DeployService.from_ports(
         pipeline=parse_pipeline(PIPELINE.format(name="shop", kind=kind, url=url), {}),
         deploys=FakeDeployStore(),
         host_results=FakeHostResultStore(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from chalicelib.config import parse_pipeline
+from chalicelib.domain import lifecycle
 from chalicelib.domain.model import Deploy, DeployStatus, Host, Requester
 from chalicelib.services.deploys import DeployService
 from chalicelib.services.reconcile import Reconciler
@@ -44,7 +45,7 @@ def world(gauge: FakeGauge | None) -> tuple[FixedClock, FakeDeployStore, Reconci
     deploys = FakeDeployStore()
     executions = FakeExecutions()  # every execution reports RUNNING
     pipeline = parse_pipeline(PIPELINE, {})
-    lifecycle = DeployService(
+    service = DeployService.from_ports(
         pipeline=pipeline,
         deploys=deploys,
         host_results=FakeHostResultStore(),
@@ -58,13 +59,13 @@ def world(gauge: FakeGauge | None) -> tuple[FixedClock, FakeDeployStore, Reconci
     reconciler = Reconciler(
         pipeline=pipeline,
         deploys=deploys,
-        lifecycle=lifecycle,
+        handover=service.launcher,
         executions=executions,
         poll_seconds=5,
         clock=clock,
         metrics=gauge,
     )
-    deploy, created = lifecycle.request(
+    deploy, created = service.request(
         app="shop", environment="production", requester=Requester("ann", "api"), sha=SHA
     )
     assert created and deploy.status is DeployStatus.RUNNING
@@ -85,7 +86,7 @@ def test_a_finished_holder_is_released_and_reports_no_age() -> None:
     (holder,) = deploys.deploys
 
     def succeeded(d: Deploy) -> None:
-        d.status = DeployStatus.SUCCEEDED
+        lifecycle.end(d, DeployStatus.SUCCEEDED, "2024-05-01T12:01:00.000Z")
 
     deploys.mutate(holder, succeeded)
     clock.advance(10_000)

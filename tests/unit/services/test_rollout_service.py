@@ -20,7 +20,8 @@ from chalicelib.domain.model import (
     Requester,
 )
 from chalicelib.services.clock import iso, parse_iso
-from chalicelib.services.deploys import DeployService, LeaseLostError
+from chalicelib.services.deploys import DeployService
+from chalicelib.services.errors import LeaseLostError
 from chalicelib.services.rollout import DELIVERY_GRACE_SECONDS, RolloutService, step_label
 
 from .fakes import (
@@ -131,7 +132,7 @@ def make_world(hosts: int = 5, batch: int = 2) -> World:
     commands = FakeHostCommands()
     metrics = FakeMetrics()
     executions = FakeExecutions()
-    lifecycle = DeployService(
+    lifecycle = DeployService.from_ports(
         pipeline=parse_pipeline(PIPELINE.format(batch=batch), {}),
         deploys=deploys,
         host_results=results,
@@ -148,7 +149,15 @@ def make_world(hosts: int = 5, batch: int = 2) -> World:
         app="shop", environment="production", requester=REQUESTER, sha=SHA
     )
     assert created and deploy.status is DeployStatus.RUNNING
-    service = RolloutService(deploys, results, commands, metrics, lifecycle, clock=clock)
+    service = RolloutService(
+        deploys,
+        results,
+        commands,
+        metrics,
+        lease=lifecycle.environments,
+        handover=lifecycle.launcher,
+        clock=clock,
+    )
     event = executions.started[deploy.deploy_id]
     return World(
         clock,
@@ -695,8 +704,10 @@ def test_finish_errored_keeps_a_host_failure_already_recorded(world: World) -> N
 
 
 def test_finish_of_an_unknown_outcome_is_rejected(world: World) -> None:
-    with pytest.raises(KeyError):
+    with pytest.raises(ValueError, match="paused"):
         world.finish("paused")
+    with pytest.raises(ValueError, match="not a rollout outcome"):
+        world.finish("rolled_back")  # a status, but not one the state machine reports
     assert world.deploy().status is DeployStatus.RUNNING
 
 
