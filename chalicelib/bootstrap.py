@@ -20,12 +20,14 @@ from .adapters import dynamo
 from .adapters.aws import Executions, Fleet, HostCommands
 from .adapters.metrics import DeployMetricsPublisher
 from .adapters.secrets import ApiTokens, WebhookSecrets
-from .config import PipelineConfig, Settings, load_pipeline
+from .config import load_pipeline
+from .domain.pipeline import PipelineConfig
 from .services.deploys import DeployService
 from .services.environments import EnvironmentService
 from .services.launch import Launcher
 from .services.reconcile import Reconciler
 from .services.rollout import RolloutService
+from .settings import Settings
 
 if TYPE_CHECKING:
     from .services.webhooks import WebhookService

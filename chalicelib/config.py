@@ -1,4 +1,4 @@
-"""Settings read once from the environment, and the pipeline config (TOML) loaded and validated.
+"""The pipeline config (TOML) loaded and validated; ``Settings`` (re-exported) live in settings.py.
 
 The pipeline config is code: apps, their environments, how hosts are found (EC2 tags), batch
 size, the migration host and the host commands per phase. Every problem is reported as a
@@ -11,17 +11,36 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .domain.errors import ConfigError, NotFoundError, PlanningError
+from .domain.errors import ConfigError, PlanningError
 from .domain.model import NAME_RE, REF_RE
+from .domain.pipeline import (
+    AppConfig,
+    EnvironmentConfig,
+    PipelineConfig,
+    ScmConfig,
+    Source,
+)
 from .domain.rollout import BatchSize, PhaseTimeouts, RolloutPolicy
+from .settings import BUNDLED_CONFIG, Settings
 
-BUNDLED_CONFIG = Path(__file__).parent / "pipeline.toml"
+# the config's types live in the domain, Settings in settings.py: importable from here too
+__all__ = [
+    "BUNDLED_CONFIG",
+    "AppConfig",
+    "EnvironmentConfig",
+    "PipelineConfig",
+    "ScmConfig",
+    "Settings",
+    "Source",
+    "check_deployable",
+    "load_pipeline",
+    "parse_pipeline",
+]
+
 # What the SSM document accepts for a host command (its allowedPattern): no shell syntax.
 COMMAND_RE = re.compile(r"^[A-Za-z0-9 _./=:,+-]{0,256}\Z")
 SOURCE_URL_RE = re.compile(r"^[A-Za-z0-9/~.][A-Za-z0-9@:/._+~-]{0,511}\Z")  # = the document's
@@ -52,123 +71,6 @@ S3_URL_RE = re.compile(
     r"(?:/[A-Za-z0-9_.+~-]+)*))?\Z"
 )
 SCP_URL_RE = re.compile(r"^[A-Za-z0-9_.-]+@[A-Za-z0-9.-]+:(?!/*\Z)[A-Za-z0-9_./~+-]+\Z")
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Names and ARNs of the resources Roadie uses; read from the environment once."""
-
-    region: str
-    deploys_table: str
-    hosts_table: str
-    environments_table: str
-    idempotency_table: str
-    state_machine_arn: str
-    ssm_document: str
-    api_tokens_param: str
-    github_secret_param: str
-    gitlab_secret_param: str
-    bitbucket_secret_param: str
-    pipeline_config: Path
-    poll_seconds: int
-    parameters_max_age: int
-    lease_seconds: int
-    allow_github_sha1: bool = False
-    # Local stack only: moto has no EMF ingestion, so its Lambda runtime asks for a mirror.
-    mirror_metrics: bool = False
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
-        region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
-        prefix = env.get("ROADIE_RESOURCE_PREFIX", "roadie")
-        return cls(
-            region=region,
-            deploys_table=env.get("ROADIE_DEPLOYS_TABLE", f"{prefix}-deploys"),
-            hosts_table=env.get("ROADIE_HOSTS_TABLE", f"{prefix}-deploy-hosts"),
-            environments_table=env.get("ROADIE_ENVIRONMENTS_TABLE", f"{prefix}-environments"),
-            idempotency_table=env.get("ROADIE_IDEMPOTENCY_TABLE", f"{prefix}-idempotency"),
-            state_machine_arn=env.get("ROADIE_STATE_MACHINE_ARN", ""),
-            ssm_document=env.get("ROADIE_SSM_DOCUMENT", "Roadie-Deploy"),
-            api_tokens_param=env.get("ROADIE_API_TOKENS_PARAM", f"/{prefix}/api-tokens"),
-            github_secret_param=env.get("ROADIE_GITHUB_SECRET_PARAM", f"/{prefix}/webhooks/github"),
-            gitlab_secret_param=env.get("ROADIE_GITLAB_SECRET_PARAM", f"/{prefix}/webhooks/gitlab"),
-            bitbucket_secret_param=env.get(
-                "ROADIE_BITBUCKET_SECRET_PARAM", f"/{prefix}/webhooks/bitbucket"
-            ),
-            pipeline_config=_pipeline_config_path(env),
-            poll_seconds=int(env.get("ROADIE_POLL_SECONDS", "5")),
-            parameters_max_age=int(env.get("ROADIE_PARAMETERS_MAX_AGE", "60")),
-            lease_seconds=int(env.get("ROADIE_LEASE_SECONDS", "3600")),
-            allow_github_sha1=env.get("ROADIE_GITHUB_ALLOW_SHA1") == "1",
-            mirror_metrics=env.get("ROADIE_MIRROR_METRICS") == "1",
-        )
-
-
-def _pipeline_config_path(env: Mapping[str, str]) -> Path:
-    """``ROADIE_CONFIG`` when given; else the config the package bundles, in the function's
-    task root (Lambda's ``LAMBDA_TASK_ROOT``; the source tree when run from it)."""
-    if env.get("ROADIE_CONFIG"):
-        return Path(env["ROADIE_CONFIG"])
-    task_root = env.get("LAMBDA_TASK_ROOT")
-    if task_root:
-        return Path(task_root) / BUNDLED_CONFIG.relative_to(BUNDLED_CONFIG.parents[1])
-    return BUNDLED_CONFIG
-
-
-@dataclass(frozen=True)
-class Source:
-    kind: str  # "git" or "s3"
-    url: str
-
-
-@dataclass(frozen=True)
-class ScmConfig:
-    """Where an app's refs resolve to SHAs without a git binary: an SCM's REST API."""
-
-    provider: str  # "github", "gitlab" or "bitbucket"
-    api_url: str  # no trailing slash, e.g. https://api.github.com
-    token: str | None = None  # "/ssm/parameter/name" or "secretsmanager:<secret id>"; None: public
-
-
-@dataclass(frozen=True)
-class EnvironmentConfig:
-    name: str
-    branch: str
-    host_tags: dict[str, str]
-    policy: RolloutPolicy
-    trigger: str = "push"
-    tag_patterns: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class AppConfig:
-    name: str
-    repository: str
-    source: Source
-    deploy_root: str
-    commands: dict[str, str]
-    environments: dict[str, EnvironmentConfig] = field(default_factory=dict)
-    keep_releases: int = 5
-    scm: ScmConfig | None = None
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    apps: dict[str, AppConfig]
-
-    def app(self, name: str) -> AppConfig:
-        try:
-            return self.apps[name]
-        except KeyError:
-            raise NotFoundError(f"unknown app {name!r}") from None
-
-    def environment(self, app: str, environment: str) -> tuple[AppConfig, EnvironmentConfig]:
-        app_config = self.app(app)
-        try:
-            return app_config, app_config.environments[environment]
-        except KeyError:
-            raise NotFoundError(f"app {app!r} has no environment {environment!r}") from None
 
 
 class _Reader:
@@ -448,8 +350,3 @@ def load_pipeline(path: Path, environ: Mapping[str, str] | None = None) -> Pipel
     except OSError as exc:
         raise ConfigError(f"cannot read pipeline config {path}: {exc}") from exc
     return parse_pipeline(text, environ)
-
-
-@cache
-def settings() -> Settings:
-    return Settings.from_env()

@@ -13,7 +13,7 @@ from ..domain.errors import NotFoundError, UnavailableError, ValidationError
 from ..domain.model import is_ref, is_sha
 
 if TYPE_CHECKING:
-    from ..config import AppConfig
+    from ..domain.pipeline import AppConfig
 
 
 class GitRefs:

@@ -15,7 +15,7 @@ from .scm import BitbucketRefs, GitHubRefs, GitLabRefs, candidates
 from .secrets import ScmTokens
 
 if TYPE_CHECKING:
-    from ..config import AppConfig
+    from ..domain.pipeline import AppConfig
 
 MAX_REF_OBJECT = 128  # a SHA and a newline
 

@@ -33,7 +33,7 @@ from ..domain.errors import ConfigError, NotFoundError, UnavailableError, Valida
 from ..domain.model import is_ref, is_sha
 
 if TYPE_CHECKING:
-    from ..config import AppConfig, ScmConfig
+    from ..domain.pipeline import AppConfig, ScmConfig
 
 MAX_BODY = 1 << 20  # a ref answer is a few KiB; GitLab's branch answer carries one commit
 USER_AGENT = "roadie-deploy"

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..config import AppConfig, PipelineConfig
 from ..domain import lifecycle
 from ..domain.environment import AdmissionKind, EnvironmentState
 from ..domain.errors import ConflictError, ValidationError
 from ..domain.model import Deploy, DeployStatus, HostResult, Requester, is_sha
+from ..domain.pipeline import AppConfig, PipelineConfig
 from .clock import iso, utcnow
 from .environments import EnvironmentService, backoff
 from .launch import Launcher, new_deploy_id

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..config import AppConfig, EnvironmentConfig, PipelineConfig
 from ..domain import lifecycle
 from ..domain.contract import ExecutionInput
 from ..domain.errors import ConflictError, PlanningError, RoadieError
 from ..domain.model import Deploy, DeployStatus
+from ..domain.pipeline import AppConfig, EnvironmentConfig, PipelineConfig
 from ..domain.rollout import RolloutPlan, plan_rollout
 from .clock import iso, utcnow
 from .environments import EnvironmentService

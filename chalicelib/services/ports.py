@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
-from ..config import AppConfig
 from ..domain.environment import EnvironmentState
 from ..domain.model import Deploy, Host, HostResult
+from ..domain.pipeline import AppConfig
 
 
 class DeployStore(Protocol):

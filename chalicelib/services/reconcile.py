@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from ..config import EnvironmentConfig, PipelineConfig
 from ..domain import lifecycle
 from ..domain.contract import ExecutionInput
 from ..domain.model import Deploy, DeployStatus, Host, HostCommand, Phase
+from ..domain.pipeline import EnvironmentConfig, PipelineConfig
 from ..domain.rollout import RolloutPlan, Step
 from .clock import iso, parse_iso, utcnow
 from .launch import document_parameters

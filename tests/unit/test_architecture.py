@@ -94,7 +94,8 @@ LAYERS: dict[str, set[str]] = {
     },
     "chalicelib.adapters": {"chalicelib.domain", "chalicelib.config", "chalicelib.adapters"},
     "chalicelib.webhooks": {"chalicelib.domain", "chalicelib.webhooks"},
-    "chalicelib.config": {"chalicelib.domain"},
+    "chalicelib.config": {"chalicelib.domain", "chalicelib.settings"},
+    "chalicelib.settings": set(),
     "chalicelib.statemachine": set(),
 }
 

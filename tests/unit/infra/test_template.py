@@ -270,7 +270,7 @@ LEFT_TO_DEFAULTS = {
 
 
 def _variables_config_reads() -> set[str]:
-    source = (Path(template.__file__).parents[1] / "chalicelib" / "config.py").read_text()
+    source = (Path(template.__file__).parents[1] / "chalicelib" / "settings.py").read_text()
     return set(re.findall(r'env\.get\(\s*"(ROADIE_[A-Z0-9_]+)"', source))
 
 
