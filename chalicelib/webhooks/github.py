@@ -83,11 +83,9 @@ def _workflow_run(delivery_id: str, payload: JsonObject) -> WebhookEvent:
             f"workflow_run action '{f.printable(action)}' is not handled",
         )
     # A run for a fork's pull request has the fork as head_repository and a head_branch that
-    # names a branch of the fork (which may well be called "main").
+    # names a branch of the fork (which may well be called "main"); a deleted fork's run has
+    # none. The service decides (a fork's run deploys nothing); the parser only reports it.
     head_repository = _full_name(run, "head_repository")
-    run_name = _full_name(run, "repository") or repository
-    if head_repository and head_repository != run_name:
-        return _ignored(delivery_id, "workflow_run", "workflow run is for a fork")
     pusher = (
         f.first_string(f.opt_obj(run, "triggering_actor", "workflow_run"), ("login",))
         or f.first_string(f.opt_obj(run, "actor", "workflow_run"), ("login",))

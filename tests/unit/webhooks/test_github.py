@@ -380,13 +380,13 @@ def test_a_run_names_the_repository_its_branch_comes_from() -> None:
     assert event.head_repository == event.repository == "octo-org/octo-repo"
 
 
-def test_a_run_for_a_forks_pull_request_is_ignored() -> None:
+def test_a_run_for_a_forks_pull_request_says_so_and_the_service_decides() -> None:
     def mutate(payload: dict[str, Any]) -> None:
         payload["workflow_run"]["head_repository"]["full_name"] = "mallory/octo-repo"
 
     event = _parse(RUN, RUN.with_payload(mutate))
-    assert isinstance(event, Ignored)
-    assert event.reason == "workflow run is for a fork"
+    assert isinstance(event, CIEvent)
+    assert (event.repository, event.head_repository) == ("octo-org/octo-repo", "mallory/octo-repo")
 
 
 def test_a_run_of_a_deleted_fork_names_no_head_repository() -> None:
