@@ -128,6 +128,8 @@ class Container:
         from .services.webhooks import WebhookService
 
         s = self.settings
+        # branch heads are items of the environments table (see dynamo.BranchHeadModel)
+        dynamo.configure({dynamo.BranchHeadModel: s.environments_table}, s.region)
         return WebhookService(
             pipeline=self.pipeline,
             secrets=WebhookSecrets(
@@ -140,6 +142,7 @@ class Container:
             ),
             deliveries=Deliveries(s.idempotency_table, partial(self.client, "dynamodb")),
             deploys=self.deploys,
+            heads=dynamo.BranchHeadRepository(),
             allow_github_sha1=s.allow_github_sha1,
         )
 

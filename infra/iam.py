@@ -94,6 +94,8 @@ ACCESS: dict[str, Access] = {
     "APIHandler": Access(
         tables={
             DEPLOYS: _DEPLOY_RECORDS,
+            # ... and the branch heads webhooks keep in the same table: UpdateItem with a
+            # condition (BranchHeadRepository.record), GetItem (.head)
             ENVIRONMENTS: _ENVIRONMENT_LOCKS,
             HOSTS: ("dynamodb:Query",),  # GET /deploys/{id}: HostResultRepository.for_deploy
             # Powertools DynamoDBPersistenceLayer: get_item, put_item, update_item, and

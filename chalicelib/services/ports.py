@@ -96,3 +96,21 @@ class DeliveryLog(Protocol):
         handler: Callable[[], dict[str, Any]],
         lambda_context: Any = None,
     ) -> Any: ...
+
+
+class BranchHeads(Protocol):
+    """The last pushed head of each repository branch, as push deliveries reported it.
+
+    ``key`` names one branch of one repository at one provider (``services.webhooks.head_key``).
+    """
+
+    def record(
+        self, key: str, *, sha: str, before: str, pushed_at: int | None, delivery_id: str
+    ) -> bool:
+        """Make ``sha`` the head of ``key`` if this push supersedes the recorded one (the rule
+        is ``services.webhooks.supersedes``), in one conditional write; False if not."""
+        ...
+
+    def head(self, key: str) -> str | None:
+        """The recorded head SHA of ``key`` (a consistent read), or None if none is."""
+        ...

@@ -3,6 +3,56 @@
 Order matters: the body size and the signature are checked before anything is parsed or
 stored, so a rejected request touches no table and starts nothing. Authentic events that
 deploy nothing answer 2xx with the reason (GitLab disables hooks that keep failing).
+
+A CI result deploys only the branch's current head
+--------------------------------------------------
+An environment with ``trigger = "ci"`` deploys a commit once CI passes on it. CI results
+arrive in any order (CI for an older commit can finish after a newer push) and can describe
+a fork's branch of the same name, so every authentic push to a branch that such an
+environment deploys records that branch's head (``BranchHeads``: one DynamoDB item per
+provider + repository + branch), even though the push itself deploys nothing there. A CI
+event for such a branch then decides, in this order (``_ci``):
+
+==========================================================  ====================================
+the CI event                                                answer (nothing else is recorded)
+==========================================================  ====================================
+no ``trigger = "ci"`` environment deploys its branch        200 ignored, as before
+CI did not succeed                                          200 ignored: "CI concluded failure"
+its head repository is not the app's repository (a fork,    200, each environment skipped:
+or unknown: a deleted fork's run)                           "CI ran for <repo>, not <app repo>"
+no push to the branch has been recorded                     200 skipped: "... head is unknown"
+its SHA is not the recorded head                            200 skipped: "CI passed for <sha>
+                                                            but the head of <branch> is <head>"
+its SHA is the recorded head                                202, deploy (as before)
+==========================================================  ====================================
+
+No recorded head deploys nothing: without it Roadie cannot tell the current commit from a
+stale one, and presuming "current" is the very bug this guards against. It happens for the
+first CI result after a branch becomes CI-gated (or after this shipped), and when CI reports
+before its push's delivery arrives; the next push, or a deploy by hand, settles it.
+
+Which push is the head (``supersedes``, and the same rule as a DynamoDB condition in
+``adapters.dynamo.BranchHeadRepository``, so a late older delivery loses the conditional
+write even when two invocations race):
+
+- when both the recorded push and the new one carry the provider's push time (GitHub's
+  ``repository.pushed_at``, epoch seconds), the later time wins; within the same second only
+  a push that continues the recorded one (its ``before`` is the recorded head) wins;
+- otherwise (GitLab and Bitbucket send no push time) the ``before``/``after`` chain decides:
+  a push whose ``before`` is the recorded head continues it and wins; one whose ``after`` is
+  the recorded head or that head's own ``before`` is a repeat or the predecessor, and loses;
+  any other push is taken as newer (deliveries in between were lost, and refusing it would
+  freeze the branch's head for good).
+
+Why the provider's time first: the chain cannot order pushes that do not touch. A push
+delivered two or more pushes late looks exactly like one that follows lost deliveries, and a
+force-push back to an earlier commit repeats SHAs; a time orders both. GitHub's time is the
+repository's last push (any branch) as of the payload, which GitHub builds as it takes the
+push: so a later push carries a later or equal time (a tie, in the same second, is settled
+by the chain). GitLab gives no time, so there one gap remains: a push delivered two or more
+pushes late, sharing no SHA with the recorded head, is taken as the head until the next push
+(CI for the real head then answers with the reason, and deploys nothing). The receipt time
+would not help: a late delivery is exactly one received late.
 """
 
 from __future__ import annotations
@@ -31,10 +81,37 @@ from ..webhooks import (
     verify_gitlab,
 )
 from .deploys import DeployService
-from .ports import DeliveryLog, SecretSource
+from .ports import BranchHeads, DeliveryLog, SecretSource
 
 MAX_MESSAGE = 1000
+SHORT_SHA = 12
 Target = tuple[AppConfig, EnvironmentConfig]
+
+
+@dataclass(frozen=True)
+class PushedHead:
+    """A branch head as one push reported it (what ``BranchHeads`` keeps per branch)."""
+
+    sha: str
+    before: str  # "" when the push created the branch
+    pushed_at: int | None  # the provider's push time, epoch seconds; None if it gives none
+
+
+def supersedes(recorded: PushedHead | None, push: PushedHead) -> bool:
+    """Whether ``push`` makes a newer head than the ``recorded`` one (see the module doc)."""
+    if recorded is None:
+        return True
+    continues = bool(push.before) and push.before == recorded.sha
+    if push.pushed_at is not None and recorded.pushed_at is not None:
+        if push.pushed_at != recorded.pushed_at:
+            return push.pushed_at > recorded.pushed_at
+        return continues
+    return continues or push.sha not in (recorded.sha, recorded.before)
+
+
+def head_key(provider: str, repository: str, branch: str) -> str:
+    """The ``BranchHeads`` key of one branch (repository names are case-insensitive)."""
+    return f"{provider}#{repository.lower()}#{branch}"
 
 
 @dataclass(frozen=True)
@@ -49,6 +126,7 @@ class WebhookService:
     secrets: SecretSource
     deliveries: DeliveryLog
     deploys: DeployService
+    heads: BranchHeads
     allow_github_sha1: bool = False
 
     def receive(
@@ -99,18 +177,40 @@ class WebhookService:
             what = f"tag {tag}"
         if not matched:
             return _ignored(base, f"no environment of {event.repository} deploys {what}")
+        newer = ""
+        if event.branch is not None and any(e.trigger == "ci" for _, e in matched):
+            newer = self._record_head(event, event.branch)
         outcomes = []
         for app, env in matched:
-            if env.trigger != "push":
-                reason = (
-                    "waits for CI to pass on this commit"
-                    if env.trigger == "ci"
-                    else "deploys only on request"
-                )
+            if env.trigger == "ci":
+                reason = "waits for CI to pass on this commit"
+                if newer:
+                    reason = (
+                        f"will not deploy {_short(event.after)}: a newer push to "
+                        f"{event.branch} ({_short(newer)}) is recorded, so CI for this one "
+                        "deploys nothing"
+                    )
                 outcomes.append(_skipped(app, env, reason))
-                continue
-            outcomes.append(self._deploy(app, env, event.after, event, base))
+            elif env.trigger != "push":
+                outcomes.append(_skipped(app, env, "deploys only on request"))
+            else:
+                outcomes.append(self._deploy(app, env, event.after, event, base))
         return _answer(base, outcomes)
+
+    def _record_head(self, event: PushEvent, branch: str) -> str:
+        """Record the push as its branch's head; "" if it is, else the newer head kept."""
+        key = head_key(event.provider, event.repository, branch)
+        if self.heads.record(
+            key,
+            sha=event.after,
+            before=event.before,
+            pushed_at=event.pushed_at,
+            delivery_id=event.delivery_id,
+        ):
+            return ""
+        kept = self.heads.head(key)
+        # the same push again (another delivery of it) is not a stale one
+        return "" if kept is None or kept == event.after else kept
 
     def _ci(self, event: CIEvent, base: dict[str, Any]) -> dict[str, Any]:
         matched = [
@@ -126,7 +226,32 @@ class WebhookService:
                 f"CI concluded {event.conclusion or 'without success'} for {event.sha[:12]}; "
                 "nothing deployed",
             )
+        refusal = self._ci_refusal(event, matched[0][0])
+        if refusal:
+            return _answer(base, [_skipped(a, e, refusal) for a, e in matched])
         return _answer(base, [self._deploy(a, e, event.sha, event, base) for a, e in matched])
+
+    def _ci_refusal(self, event: CIEvent, app: AppConfig) -> str:
+        """Why a CI success must not deploy its SHA ("" if it may): see the module doc.
+
+        Every matched environment belongs to an app of ``event.repository``, so one answer
+        holds for all of them."""
+        if event.head_repository.lower() != app.repository.lower():
+            where = event.head_repository or "a repository it does not name (a deleted fork?)"
+            return f"CI ran for {where}, not {app.repository}; nothing deployed"
+        head = self.heads.head(head_key(event.provider, event.repository, event.branch))
+        if head is None:
+            return (
+                f"CI passed for {_short(event.sha)} but no push to {event.branch} has been "
+                "recorded, so its head is unknown; nothing deployed (push again, or deploy "
+                "by hand)"
+            )
+        if head != event.sha:
+            return (
+                f"CI passed for {_short(event.sha)} but the head of {event.branch} is "
+                f"{_short(head)}"
+            )
+        return ""
 
     def _targets(self, repository: str) -> list[Target]:
         wanted = repository.lower()
@@ -161,6 +286,10 @@ class WebhookService:
             "status": deploy.status.value,
             "existing": not created,
         }
+
+
+def _short(sha: str) -> str:
+    return sha[:SHORT_SHA]
 
 
 def _reason(event: PushEvent | CIEvent, head: Commit | None) -> str:

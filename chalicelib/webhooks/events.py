@@ -52,6 +52,10 @@ class PushEvent:
     commit the ref resolves to: for an annotated tag GitHub's ``after`` and GitLab's ``after``
     are the tag object's SHA, which no host can report as its revision, so the tagged commit is
     used and the tag object's SHA is kept in ``tag_object_sha``.
+
+    ``pushed_at`` is the provider's own time of the push in whole epoch seconds, when it gives
+    one (GitHub: ``repository.pushed_at``; GitLab and Bitbucket send none): it orders two
+    deliveries for the same branch that arrive out of order.
     """
 
     provider: str
@@ -66,6 +70,7 @@ class PushEvent:
     head_commit: Commit | None
     created: bool = False
     tag_object_sha: str = ""
+    pushed_at: int | None = None
 
     @property
     def branch(self) -> str | None:
@@ -89,11 +94,16 @@ class CIEvent:
     This is the provider's claim about a commit, not proof that the commit is the branch's tip:
     a check suite for a fork's pull request can carry the fork's branch name. Act on it only for
     a SHA already known (from a push) to be on that branch of this repository.
+
+    ``repository`` is the repository the event was delivered for; ``head_repository`` is the one
+    the tested branch and commit come from: another repository for a fork's pull request, and
+    ``""`` when the provider does not say (a workflow run of a deleted fork).
     """
 
     provider: str
     delivery_id: str
     repository: str
+    head_repository: str
     branch: str
     sha: str
     succeeded: bool

@@ -118,6 +118,18 @@ def array(data: JsonObject, key: str, where: str = "") -> list[object]:
     return value
 
 
+def opt_epoch_seconds(data: JsonObject, key: str, where: str = "") -> int | None:
+    """An optional whole number of seconds since the epoch: absent, null or a string (the
+    ISO 8601 form some payloads use instead) gives None; a negative or non-integer number
+    fails."""
+    value = data.get(key)
+    if value is None or isinstance(value, str):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise PayloadError(f"'{_path(where, key)}' must be a whole number of seconds")
+    return value
+
+
 def first_string(data: JsonObject | None, keys: tuple[str, ...], where: str = "") -> str:
     """The first of ``keys`` that holds a non-empty string, or ``""`` (wrong types still fail)."""
     if data is None:

@@ -66,6 +66,9 @@ def _push(delivery_id: str, payload: JsonObject) -> WebhookEvent:
         head_commit=head_commit,
         created=f.boolean(payload, "created") or not before,
         tag_object_sha=tag_object_sha,
+        # A push delivery gives the repository's last push time in epoch seconds (other
+        # events give it as ISO 8601 text, read as "no time").
+        pushed_at=f.opt_epoch_seconds(f.obj(payload, "repository"), "pushed_at", "repository"),
     )
 
 
@@ -80,17 +83,15 @@ def _workflow_run(delivery_id: str, payload: JsonObject) -> WebhookEvent:
             f"workflow_run action '{f.printable(action)}' is not handled",
         )
     # A run for a fork's pull request has the fork as head_repository and a head_branch that
-    # names a branch of the fork (which may well be called "main").
-    head_name = _full_name(run, "head_repository")
-    run_name = _full_name(run, "repository") or repository
-    if head_name and head_name != run_name:
-        return _ignored(delivery_id, "workflow_run", "workflow run is for a fork")
+    # names a branch of the fork (which may well be called "main"); a deleted fork's run has
+    # none. The service decides (a fork's run deploys nothing); the parser only reports it.
+    head_repository = _full_name(run, "head_repository")
     pusher = (
         f.first_string(f.opt_obj(run, "triggering_actor", "workflow_run"), ("login",))
         or f.first_string(f.opt_obj(run, "actor", "workflow_run"), ("login",))
         or f.first_string(f.opt_obj(payload, "sender"), ("login",), "sender")
     )
-    return _ci_event(delivery_id, "workflow_run", repository, run, pusher)
+    return _ci_event(delivery_id, "workflow_run", repository, head_repository, run, pusher)
 
 
 def _full_name(run: JsonObject, key: str) -> str:
@@ -109,11 +110,41 @@ def _check_suite(delivery_id: str, payload: JsonObject) -> WebhookEvent:
             f"check_suite action '{f.printable(action)}' is not handled",
         )
     pusher = f.first_string(f.opt_obj(payload, "sender"), ("login",), "sender")
-    return _ci_event(delivery_id, "check_suite", repository, suite, pusher)
+    head_repository = _suite_head_repository(suite, repository)
+    return _ci_event(delivery_id, "check_suite", repository, head_repository, suite, pusher)
+
+
+def _suite_head_repository(suite: JsonObject, repository: str) -> str:
+    """Where a check suite's branch lives. A check suite names no head repository: GitHub
+    sends a fork's suite with head_branch null and no pull requests. When pull requests are
+    listed, one whose head repository differs from its base names a fork; else the suite is
+    the repository's own. (The SHA must also be the branch's pushed head to deploy: that, not
+    this, is what keeps a fork's commit out.)"""
+    for index, item in enumerate(f.array(suite, "pull_requests", "check_suite")):
+        where = f"check_suite.pull_requests[{index}]"
+        pull = f.as_object(item, where)
+        head = _repo_url(pull, "head", where)
+        base = _repo_url(pull, "base", where)
+        if head.lower() != base.lower():
+            # https://api.github.com/repos/<owner>/<name> (GHES: .../api/v3/repos/...)
+            _, found, name = head.partition("/repos/")
+            return f.name(name if found and name else head or "an unnamed fork", where)
+    return repository
+
+
+def _repo_url(pull: JsonObject, side: str, where: str) -> str:
+    ref = f.opt_obj(pull, side, where)
+    repo = f.opt_obj(ref, "repo", f"{where}.{side}") if ref is not None else None
+    return f.first_string(repo, ("url",), f"{where}.{side}.repo")
 
 
 def _ci_event(
-    delivery_id: str, event: str, repository: str, data: JsonObject, pusher: str
+    delivery_id: str,
+    event: str,
+    repository: str,
+    head_repository: str,
+    data: JsonObject,
+    pusher: str,
 ) -> WebhookEvent:
     branch = f.opt_string(data, "head_branch", event)
     if branch is None:
@@ -123,6 +154,7 @@ def _ci_event(
         provider=PROVIDER,
         delivery_id=delivery_id,
         repository=repository,
+        head_repository=f.name(head_repository, f"{event}.head_repository"),
         branch=f.ref(branch, f"{event}.head_branch"),
         sha=f.sha(f.string(data, "head_sha", event), f"{event}.head_sha"),
         succeeded=conclusion == "success",

@@ -130,6 +130,9 @@ def _pipeline(delivery_id: str, event: str, payload: JsonObject) -> WebhookEvent
         provider=PROVIDER,
         delivery_id=delivery_id,
         repository=repository,
+        # A branch pipeline runs in the project that has the branch; a fork's code runs in
+        # this project only as a merge request pipeline, ignored above.
+        head_repository=repository,
         branch=branch,
         sha=sha,
         succeeded=status == "success",

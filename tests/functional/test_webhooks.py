@@ -4,6 +4,7 @@ from the first time."""
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import hmac
 import json
@@ -50,10 +51,12 @@ EXPECTED: dict[str, tuple[str, str]] = {
     "github/push/10": ("ignored", "not configured"),
     "github/ping/1": ("ignored", "ping"),
     "github/ping/2": ("ignored", "ping"),
-    "github/workflow_run/1": ("deploy", "octo-repo/production"),  # CI green on master
+    # CI green on master, but no push to master was seen: its head is unknown, so nothing
+    # deploys (test_ci_* below push the head first)
+    "github/workflow_run/1": ("ignored", "head is unknown"),
     "github/workflow_run/2": ("ignored", "not handled"),
     "github/workflow_run/3": ("ignored", "nothing deployed"),  # CI not green
-    "github/check_suite/1": ("deploy", "hello-world/staging"),  # staging waits for CI on main
+    "github/check_suite/1": ("ignored", "head is unknown"),  # staging waits for CI on main
     "github/check_suite/2": ("ignored", "branch changes"),
     "github/check_suite/3": ("ignored", "not handled"),
     "gitlab/push/1": ("deploy", "diaspora/production"),
@@ -525,3 +528,264 @@ def test_a_burst_of_deliveries_from_many_threads_loses_nothing(
                 break
             assert time.monotonic() < deadline
             time.sleep(0.2)
+
+
+# --- A CI result deploys only the branch's current head --------------------------------------
+#
+# Pushes are made from github/push/1 (Codertocat/Hello-World) retargeted at main, which the
+# corpus config's hello-world/staging deploys only when CI passes; CI results are
+# github/check_suite/1 (head_branch main, as delivered, or re-signed after a change) and
+# github/workflow_run/1 (octo-org/octo-repo, master: octo-repo/production waits for CI).
+
+SUITE = json.loads((EVENTS / "github/check_suite/1.json").read_text())["check_suite"]
+CI_SHA, CI_BEFORE = SUITE["head_sha"], SUITE["before"]
+NEWER_SHA = "5" * 40
+RUN_SHA = json.loads((EVENTS / "github/workflow_run/1.json").read_text())["workflow_run"][
+    "head_sha"
+]
+PUSHED_AT = 1_700_000_000
+
+
+def signed(event: str, payload: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    """A GitHub delivery of ``payload``: serialised, signed, with a fresh delivery id."""
+    body = json.dumps(payload).encode()
+    headers = {"Content-Type": "application/json", "X-GitHub-Event": event}
+    return body, with_delivery(resign(body, headers, "github"), "github")
+
+
+def push_payload(
+    after: str,
+    before: str,
+    *,
+    pushed_at: int,
+    repository: str = "Codertocat/Hello-World",
+    ref: str = "refs/heads/main",
+) -> dict[str, Any]:
+    payload = json.loads((EVENTS / "github/push/1.json").read_text())
+    payload.update(ref=ref, after=after, before=before)
+    payload["repository"].update(full_name=repository, pushed_at=pushed_at)
+    payload["head_commit"]["id"] = after
+    return payload
+
+
+def post(api_url: str, event: str, payload: dict[str, Any]) -> requests.Response:
+    body, headers = signed(event, payload)
+    return requests.post(f"{api_url}/webhooks/github", data=body, headers=headers, timeout=30)
+
+
+def push_head(api_url: str, after: str, before: str, pushed_at: int, **where: str) -> None:
+    response = post(api_url, "push", push_payload(after, before, pushed_at=pushed_at, **where))
+    assert response.status_code == 200, response.text
+    assert "waits for CI to pass" in response.json()["reason"], response.json()
+
+
+def skip_reasons(response: requests.Response) -> list[str]:
+    answer = response.json()
+    assert response.status_code == 200 and answer["result"] == "ignored", answer
+    return [outcome["skipped"] for outcome in answer["environments"]]
+
+
+def test_ci_for_the_pushed_head_deploys_it(corpus_stack: LocalStack, api_url: str) -> None:
+    push_head(api_url, CI_SHA, CI_BEFORE, PUSHED_AT)
+    assert deploy_count(corpus_stack) == 0  # the push to a CI-gated branch deploys nothing
+    body, headers = case("github/check_suite/1")  # the delivery exactly as GitHub sent it
+    response = requests.post(f"{api_url}/webhooks/github", data=body, headers=headers, timeout=30)
+    answer = response.json()
+    assert response.status_code == 202, answer
+    assert [(d["app"], d["environment"]) for d in answer["deploys"]] == [("hello-world", "staging")]
+    with requests.Session() as s:
+        s.headers.update(auth())
+        record = _wait_http(s, api_url, answer["deploy_id"])
+    assert record["sha"] == CI_SHA and record["trigger"]["event"] == "ci"
+    assert deploy_count(corpus_stack) == 1
+
+
+def test_ci_for_an_older_commit_finishing_after_a_newer_push_deploys_nothing(
+    corpus_stack: LocalStack, api_url: str
+) -> None:
+    push_head(api_url, CI_SHA, CI_BEFORE, PUSHED_AT)
+    push_head(api_url, NEWER_SHA, CI_SHA, PUSHED_AT + 60)
+    body, headers = case("github/check_suite/1")  # CI of the older commit, green, last
+    response = requests.post(f"{api_url}/webhooks/github", data=body, headers=headers, timeout=30)
+    assert skip_reasons(response) == [
+        f"CI passed for {CI_SHA[:12]} but the head of main is {NEWER_SHA[:12]}"
+    ]
+    assert deploy_count(corpus_stack) == 0
+    # and CI for the newer head does deploy
+    suite = json.loads(body)
+    suite["check_suite"].update(head_sha=NEWER_SHA)
+    response = post(api_url, "check_suite", suite)
+    assert response.status_code == 202, response.text
+    with requests.Session() as s:
+        s.headers.update(auth())
+        _wait_http(s, api_url, response.json()["deploy_id"])
+
+
+def test_a_late_older_push_does_not_move_the_head_back(
+    corpus_stack: LocalStack, api_url: str
+) -> None:
+    push_head(api_url, NEWER_SHA, CI_SHA, PUSHED_AT + 60)
+    late = post(api_url, "push", push_payload(CI_SHA, CI_BEFORE, pushed_at=PUSHED_AT))
+    [reason] = skip_reasons(late)
+    assert f"a newer push to main ({NEWER_SHA[:12]}) is recorded" in reason
+    body, headers = case("github/check_suite/1")
+    response = requests.post(f"{api_url}/webhooks/github", data=body, headers=headers, timeout=30)
+    assert skip_reasons(response) == [
+        f"CI passed for {CI_SHA[:12]} but the head of main is {NEWER_SHA[:12]}"
+    ]
+    assert deploy_count(corpus_stack) == 0
+
+
+def test_a_forks_check_suite_for_a_branch_named_main_deploys_nothing(
+    corpus_stack: LocalStack, api_url: str
+) -> None:
+    push_head(api_url, CI_SHA, CI_BEFORE, PUSHED_AT)
+    # a fork's pull request listed on the suite, even for the head's own SHA
+    suite = json.loads((EVENTS / "github/check_suite/1.json").read_text())
+    pulls = json.loads((EVENTS / "github/check_suite/2.json").read_text())["check_suite"][
+        "pull_requests"
+    ]
+    pulls[0]["head"]["repo"]["url"] = "https://api.github.com/repos/mallory/Hello-World"
+    suite["check_suite"]["pull_requests"] = pulls
+    assert skip_reasons(post(api_url, "check_suite", suite)) == [
+        "CI ran for mallory/Hello-World, not Codertocat/Hello-World; nothing deployed"
+    ]
+    # a fork's suite as GitHub may send it: head_branch "main", no pull requests, the fork's
+    # own commit: that SHA is not the head any push to main recorded
+    suite = json.loads((EVENTS / "github/check_suite/1.json").read_text())
+    suite["check_suite"].update(head_sha="f" * 40, pull_requests=[])
+    assert skip_reasons(post(api_url, "check_suite", suite)) == [
+        f"CI passed for {'f' * 12} but the head of main is {CI_SHA[:12]}"
+    ]
+    assert deploy_count(corpus_stack) == 0
+
+
+@pytest.mark.parametrize("fork", ["mallory/octo-repo", None], ids=["fork", "deleted fork"])
+def test_a_forks_workflow_run_deploys_nothing(
+    corpus_stack: LocalStack, api_url: str, fork: str | None
+) -> None:
+    push_head(
+        api_url,
+        RUN_SHA,
+        CI_BEFORE,
+        PUSHED_AT,
+        repository="octo-org/octo-repo",
+        ref="refs/heads/master",
+    )
+    run = json.loads((EVENTS / "github/workflow_run/1.json").read_text())
+    if fork is None:
+        run["workflow_run"]["head_repository"] = None
+    else:
+        run["workflow_run"]["head_repository"]["full_name"] = fork
+    [reason] = skip_reasons(post(api_url, "workflow_run", run))
+    assert reason.startswith(f"CI ran for {fork or 'a repository it does not name'}")
+    assert reason.endswith("not octo-org/octo-repo; nothing deployed")
+    assert deploy_count(corpus_stack) == 0
+
+
+def test_branch_heads_live_in_the_template_table_and_order_pushes_like_the_rule(
+    corpus_stack: LocalStack,
+) -> None:
+    """The DynamoDB condition of BranchHeadRepository.record, against moto, decides every
+    case of the unit tests' table as ``services.webhooks.supersedes`` does."""
+    from chalicelib.adapters.dynamo import BranchHeadRepository, DeployRepository
+    from chalicelib.bootstrap import container
+    from tests.unit.services.test_webhooks_ci import ORDER_CASES
+
+    # the repository the composition root wires, on the template's environments table
+    heads = container().webhooks.heads
+    assert isinstance(heads, BranchHeadRepository)
+    for number, (recorded, push, expected) in enumerate(ORDER_CASES):
+        key = f"github#parity/case-{number}#main"
+        if recorded is not None:
+            assert heads.record(
+                key,
+                sha=recorded.sha,
+                before=recorded.before,
+                pushed_at=recorded.pushed_at,
+                delivery_id="first",
+            )
+        got = heads.record(
+            key, sha=push.sha, before=push.before, pushed_at=push.pushed_at, delivery_id="second"
+        )
+        assert got is expected, (number, recorded, push)
+        assert heads.head(key) == (push.sha if expected or recorded is None else recorded.sha)
+    assert heads.head("github#parity/none#main") is None
+    # the environments' own scan (the reconciler's) never mistakes a head for an environment
+    assert DeployRepository().locked_environments() == []
+
+
+def test_the_api_function_may_make_exactly_the_calls_branch_heads_need(
+    corpus_stack: LocalStack, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every AWS call the API handler makes for a push and a CI result (through the Chalice
+    app, in this thread) is allowed by its role in the packaged template, DynamoDB calls on
+    the very table's ARN."""
+    import botocore.client
+
+    from chalicelib.bootstrap import container
+    from tests.functional.test_boot_template import TRANSACT_ITEMS
+
+    made: list[tuple[str, str]] = []
+    original = botocore.client.BaseClient._make_api_call
+    api_thread = threading.get_ident()  # the test client runs the app here; rollouts do not
+
+    def record(self: Any, operation: str, params: Any) -> Any:
+        if threading.get_ident() == api_thread:
+            model = self.meta.service_model
+            service = model.metadata.get("signingName") or model.endpoint_prefix
+            if operation == "TransactWriteItems":  # IAM authorises each item's own action
+                made.extend(
+                    (f"dynamodb:{TRANSACT_ITEMS[kind]}", item[kind]["TableName"])
+                    for item in params["TransactItems"]
+                    for kind in item
+                )
+            else:
+                made.append((f"{service}:{operation}", params.get("TableName", "")))
+        return original(self, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", record)
+    answers = []
+    for event, payload in (
+        ("push", push_payload(CI_SHA, CI_BEFORE, pushed_at=PUSHED_AT)),
+        ("push", push_payload("6" * 40, CI_BEFORE, pushed_at=PUSHED_AT - 1)),  # late: GetItem
+        ("check_suite", json.loads((EVENTS / "github/check_suite/1.json").read_text())),
+    ):
+        body, headers = signed(event, payload)
+        response = client.http.post("/webhooks/github", body=body, headers=headers)
+        answers.append((response.status_code, response.json_body))
+    monkeypatch.undo()
+    assert [status for status, _ in answers] == [200, 200, 202], answers
+    assert "a newer push to main" in answers[1][1]["reason"]
+    wait_for(client, answers[2][1]["deploy_id"])
+    environments = container().settings.environments_table
+    heads = {action for action, table in made if table == environments}
+    assert {"dynamodb:UpdateItem", "dynamodb:GetItem"} <= heads
+
+    template = corpus_stack.package.load_template()
+    role = template["Resources"]["APIHandler"]["Properties"]["Role"]["Fn::GetAtt"][0]
+    statements = [
+        statement
+        for policy in template["Resources"][role]["Properties"]["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+        if statement["Effect"] == "Allow"
+    ]
+
+    def listed(value: Any) -> list[Any]:
+        return value if isinstance(value, list) else [value]
+
+    def allows(action: str, table: str) -> bool:
+        for statement in statements:
+            if not any(
+                fnmatch.fnmatchcase(action.lower(), a.lower()) for a in listed(statement["Action"])
+            ):
+                continue
+            if not table:
+                return True
+            resources = [r.get("Fn::Sub", "") for r in listed(statement["Resource"])]
+            if any(r.endswith(f":table/{table}") for r in resources):
+                return True
+        return False
+
+    refused = sorted({(a, t) for a, t in made if not allows(a, t)})
+    assert refused == [], f"the API handler's role does not allow {refused}"

@@ -89,6 +89,29 @@ def test_push_cases_carry_the_facts_of_their_meta(case_id: str) -> None:
     assert event.pusher
     assert event.head_commit is not None
     assert event.head_commit.sha == event.after
+    assert event.pushed_at == case.payload()["repository"]["pushed_at"]
+
+
+@pytest.mark.parametrize(("value", "expected"), [(1700000000, 1700000000), (0, 0), (None, None)])
+def test_a_push_carries_the_repositorys_push_time(value: Any, expected: int | None) -> None:
+    event = _parse(PUSH, PUSH.with_payload(lambda p: p["repository"].update(pushed_at=value)))
+    assert isinstance(event, PushEvent)
+    assert event.pushed_at == expected
+
+
+def test_a_push_time_in_iso_form_or_absent_is_no_push_time() -> None:
+    iso = PUSH.with_payload(lambda p: p["repository"].update(pushed_at="2024-05-01T12:00:00Z"))
+    absent = PUSH.with_payload(lambda p: p["repository"].pop("pushed_at"))
+    for body in (iso, absent):
+        event = _parse(PUSH, body)
+        assert isinstance(event, PushEvent) and event.pushed_at is None
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, True, [], {}])
+def test_a_push_time_that_is_not_whole_seconds_is_400(value: Any) -> None:
+    body = PUSH.with_payload(lambda p: p["repository"].update(pushed_at=value))
+    with pytest.raises(PayloadError, match=r"repository\.pushed_at"):
+        _parse(PUSH, body)
 
 
 def test_pushes_to_main_and_master_are_branch_pushes() -> None:
@@ -351,13 +374,51 @@ def test_a_run_that_did_not_succeed_is_a_failed_ci_event(conclusion: str) -> Non
     assert (event.succeeded, event.conclusion) == (False, conclusion)
 
 
-def test_a_run_for_a_forks_pull_request_is_ignored() -> None:
+def test_a_run_names_the_repository_its_branch_comes_from() -> None:
+    event = _parse(RUN)
+    assert isinstance(event, CIEvent)
+    assert event.head_repository == event.repository == "octo-org/octo-repo"
+
+
+def test_a_run_for_a_forks_pull_request_says_so_and_the_service_decides() -> None:
     def mutate(payload: dict[str, Any]) -> None:
         payload["workflow_run"]["head_repository"]["full_name"] = "mallory/octo-repo"
 
     event = _parse(RUN, RUN.with_payload(mutate))
-    assert isinstance(event, Ignored)
-    assert event.reason == "workflow run is for a fork"
+    assert isinstance(event, CIEvent)
+    assert (event.repository, event.head_repository) == ("octo-org/octo-repo", "mallory/octo-repo")
+
+
+def test_a_run_of_a_deleted_fork_names_no_head_repository() -> None:
+    event = _parse(RUN, RUN.with_payload(lambda p: p["workflow_run"].update(head_repository=None)))
+    assert isinstance(event, CIEvent)
+    assert event.head_repository == ""
+
+
+@pytest.mark.parametrize("case_id", ["github/check_suite/1", "github/check_suite/2"])
+def test_a_check_suite_of_the_repositorys_own_branch_names_the_repository(case_id: str) -> None:
+    event = _parse(load_case(case_id))
+    assert isinstance(event, CIEvent)
+    assert event.head_repository == event.repository == "Codertocat/Hello-World"
+
+
+def test_a_check_suite_whose_pull_request_comes_from_a_fork_names_the_fork() -> None:
+    suite = load_case("github/check_suite/2")
+
+    def mutate(payload: dict[str, Any]) -> None:
+        head = payload["check_suite"]["pull_requests"][0]["head"]
+        head["repo"]["url"] = "https://api.github.com/repos/mallory/Hello-World"
+
+    event = _parse(suite, suite.with_payload(mutate))
+    assert isinstance(event, CIEvent)
+    assert event.head_repository == "mallory/Hello-World"
+
+
+def test_a_check_suite_pull_request_of_the_wrong_shape_is_400() -> None:
+    suite = load_case("github/check_suite/2")
+    body = suite.with_payload(lambda p: p["check_suite"]["pull_requests"][0].update(head=[]))
+    with pytest.raises(PayloadError, match=r"pull_requests\[0\]\.head"):
+        _parse(suite, body)
 
 
 def test_a_check_suite_without_a_head_branch_is_ignored() -> None:

@@ -69,6 +69,12 @@ def test_pushes_to_master_and_main_are_branch_pushes() -> None:
     assert [e.branch for e in branches if isinstance(e, PushEvent)] == ["master", "master", "main"]
 
 
+def test_a_gitlab_push_gives_no_push_time() -> None:
+    event = _parse(load_case("gitlab/push/1"))
+    assert isinstance(event, PushEvent)
+    assert event.pushed_at is None
+
+
 def test_the_pusher_is_the_username() -> None:
     event = _parse(load_case("gitlab/push/1"))
     assert isinstance(event, PushEvent)
@@ -250,6 +256,7 @@ def test_a_finished_pipeline_is_a_ci_event(status: str, succeeded: bool) -> None
     assert isinstance(event, CIEvent)
     assert (event.succeeded, event.conclusion) == (succeeded, status)
     assert (event.repository, event.branch) == ("gitlab-org/gitlab-test", "main")
+    assert event.head_repository == event.repository  # a branch pipeline runs where it lives
     assert event.sha == "bcbb5ec396a2c0f828686f14fac9b80b780504f2"
     assert event.pusher == "root"
     assert event.head_commit is not None
