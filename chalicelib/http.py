@@ -73,11 +73,7 @@ def translate_errors(view: F) -> F:
         except RoadieError as exc:
             for kind, status in _STATUS_FOR:
                 if isinstance(exc, kind):
-                    extra = {}
-                    holder = getattr(exc, "holder", None)
-                    if holder:
-                        extra["deploy_id"] = holder
-                    return error_response(status, exc.code, str(exc), **extra)
+                    return error_response(status, exc.code, str(exc))
             return error_response(500, exc.code, str(exc))
 
     return wrapper  # type: ignore[return-value]

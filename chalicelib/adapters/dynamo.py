@@ -1,7 +1,7 @@
 """DynamoDB persistence (PynamoDB): deploy records, per-host results and environment locks.
 
 Persistence models are not domain models: each repository maps explicitly both ways, and
-conditional-write failures become domain errors (``EnvironmentLockedError``, ...).
+conditional-write failures become domain errors (``StaleStateError``, ...).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from ..domain.environment import EnvironmentState
-from ..domain.errors import ConflictError, NotFoundError, ValidationError
+from ..domain.errors import NotFoundError, StaleStateError, ValidationError
 from ..domain.model import (
     Deploy,
     DeployStatus,
@@ -160,12 +160,6 @@ _ENV_FIELDS = (
     "frozen_at",
     "audit",
 )
-
-
-class StaleStateError(ConflictError):
-    """A conditional write lost a race; re-read and decide again."""
-
-    code = "busy"
 
 
 def _is_condition_failure(exc: Exception) -> bool:

@@ -27,14 +27,11 @@ class ConflictError(RoadieError):
     code = "conflict"
 
 
-class EnvironmentLockedError(ConflictError):
-    """Another deploy holds the environment's lock."""
+class StaleStateError(ConflictError):
+    """A conditional write lost a race (someone changed the item since it was read): re-read
+    and decide again. Raised by the stores; the one retry loop catches exactly this."""
 
-    code = "environment_locked"
-
-    def __init__(self, message: str, holder: str | None = None) -> None:
-        super().__init__(message)
-        self.holder = holder
+    code = "busy"
 
 
 class InvalidTransitionError(ConflictError):

@@ -30,7 +30,7 @@ from ..domain.environment import (
     start_queued,
     thawed,
 )
-from ..domain.errors import ConflictError
+from ..domain.errors import ConflictError, StaleStateError
 from ..domain.model import Deploy
 from .clock import iso, utcnow
 from .errors import LeaseLostError
@@ -91,7 +91,7 @@ class EnvironmentService:
                 return seen
             try:
                 self.store.write_environment(seen, write.state, new_deploy=write.new_deploy)
-            except ConflictError:
+            except StaleStateError:
                 backoff(attempt)
                 continue
             return write.state

@@ -17,7 +17,7 @@ class DeployStore(Protocol):
     def write_environment(
         self, seen: EnvironmentState, new: EnvironmentState, *, new_deploy: Deploy | None = None
     ) -> None:
-        """Conditional on ``seen`` being current; a ``ConflictError`` if it is not."""
+        """Conditional on ``seen`` being current; a ``StaleStateError`` if it is not."""
 
     def locked_environments(self) -> list[EnvironmentState]: ...
     def list(

@@ -19,7 +19,7 @@ from typing import Any
 
 from chalicelib.config import AppConfig
 from chalicelib.domain.environment import EnvironmentState
-from chalicelib.domain.errors import ConflictError, NotFoundError
+from chalicelib.domain.errors import ConflictError, NotFoundError, StaleStateError
 from chalicelib.domain.model import Deploy, Host, HostResult, HostStatus, env_key
 
 TAIL_CHARS = 2000  # what adapters/aws.py keeps of stdout and stderr
@@ -42,7 +42,7 @@ class FixedClock:
         return self.now.timestamp()
 
 
-class FakeStaleStateError(ConflictError):
+class FakeStaleStateError(StaleStateError):
     """Like ``adapters.dynamo.StaleStateError``: a conditional write lost a race."""
 
     code = "busy"
