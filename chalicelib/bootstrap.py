@@ -39,14 +39,6 @@ if TYPE_CHECKING:
 class Container:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.from_env()
-        dynamo.configure(
-            {
-                dynamo.DeployModel: self.settings.deploys_table,
-                dynamo.HostResultModel: self.settings.hosts_table,
-                dynamo.EnvironmentModel: self.settings.environments_table,
-            },
-            self.settings.region,
-        )
 
     @cached_property
     def session(self) -> boto3.session.Session:
@@ -128,8 +120,6 @@ class Container:
         from .services.webhooks import WebhookService
 
         s = self.settings
-        # branch heads are items of the environments table (see dynamo.BranchHeadModel)
-        dynamo.configure({dynamo.BranchHeadModel: s.environments_table}, s.region)
         return WebhookService(
             pipeline=self.pipeline,
             secrets=WebhookSecrets(
@@ -164,6 +154,26 @@ _bound: ContextVar[Container | None] = ContextVar("roadie_container", default=No
 _by_environ: dict[frozenset[tuple[str, str]], Container] = {}
 
 
+def bind_tables(settings: Settings) -> None:
+    """Point the PynamoDB models at the tables ``settings`` names (one table set per process:
+    every function of a stack, the local stack's included, uses the same tables)."""
+    dynamo.configure(
+        {
+            dynamo.DeployModel: settings.deploys_table,
+            dynamo.HostResultModel: settings.hosts_table,
+            dynamo.EnvironmentModel: settings.environments_table,
+            # branch heads are items of the environments table (see dynamo.BranchHeadModel)
+            dynamo.BranchHeadModel: settings.environments_table,
+        },
+        settings.region,
+    )
+
+
+def _build(settings: Settings) -> Container:
+    bind_tables(settings)
+    return Container(settings)
+
+
 def container() -> Container:
     """The container of the function running now (the process's own, outside the stack)."""
     bound = _bound.get()
@@ -171,7 +181,7 @@ def container() -> Container:
         return bound
     global _container
     if _container is None:
-        _container = Container(Settings.from_env(_default_environ))
+        _container = _build(Settings.from_env(_default_environ))
     return _container
 
 
@@ -180,7 +190,7 @@ def for_environment(environ: Mapping[str, str]) -> Container:
     key = frozenset(environ.items())
     found = _by_environ.get(key)
     if found is None:
-        found = _by_environ.setdefault(key, Container(Settings.from_env(environ)))
+        found = _by_environ.setdefault(key, _build(Settings.from_env(environ)))
     return found
 
 

@@ -28,7 +28,7 @@ from .errors import (
     WebhookError,
 )
 from .events import CIEvent, Commit, Ignored, PushEvent, WebhookEvent
-from .fields import JsonObject, as_object, has_control, printable
+from .fields import JsonObject, as_object, has_control, lower_keys, printable
 from .signatures import (
     sign_sha1,
     sign_sha256,
@@ -105,7 +105,7 @@ def parse(provider: str, body: bytes, headers: Mapping[str, str]) -> WebhookEven
         raise PayloadTooLargeError(
             f"body is {len(body)} bytes; the limit is {MAX_BODY_BYTES} bytes"
         )
-    lowered = _lower(headers)
+    lowered = lower_keys(headers)
     media_type = _media_type(provider, lowered)
     event = event_name(provider, lowered)
     delivery = delivery_id(provider, lowered)
@@ -118,7 +118,7 @@ def parse(provider: str, body: bytes, headers: Mapping[str, str]) -> WebhookEven
 def event_name(provider: str, headers: Mapping[str, str]) -> str:
     """The event header (X-GitHub-Event, X-Gitlab-Event, X-Event-Key); PayloadError if absent."""
     spelled, key = _lookup(_EVENT_HEADERS, provider)
-    return _header(_lower(headers), (key,), spelled)
+    return _header(lower_keys(headers), (key,), spelled)
 
 
 def delivery_id(provider: str, headers: Mapping[str, str]) -> str:
@@ -128,7 +128,7 @@ def delivery_id(provider: str, headers: Mapping[str, str]) -> str:
     Bitbucket: X-Request-UUID.
     """
     spelled, keys = _lookup(_DELIVERY_HEADERS, provider)
-    return _header(_lower(headers), keys, spelled)
+    return _header(lower_keys(headers), keys, spelled)
 
 
 def _lookup(table: Mapping[str, _T], provider: str) -> _T:
@@ -136,10 +136,6 @@ def _lookup(table: Mapping[str, _T], provider: str) -> _T:
         return table[provider]
     except KeyError:
         raise UnknownProviderError(f"unknown webhook provider '{printable(provider)}'") from None
-
-
-def _lower(headers: Mapping[str, str]) -> dict[str, str]:
-    return {key.lower(): value for key, value in headers.items()}
 
 
 def _header(lowered: Mapping[str, str], keys: tuple[str, ...], spelled: str) -> str:

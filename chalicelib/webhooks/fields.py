@@ -179,3 +179,8 @@ def repository(value: str, where: str) -> str:
     if not value:
         raise PayloadError(f"'{where}' is empty")
     return name(value, where)
+
+
+def lower_keys(headers: Mapping[str, str]) -> dict[str, str]:
+    """HTTP header names compared case-insensitively, as RFC 9110 says."""
+    return {key.lower(): value for key, value in headers.items()}

@@ -13,6 +13,7 @@ import hmac
 from collections.abc import Mapping, Sequence
 
 from .errors import SignatureError
+from .fields import lower_keys
 
 
 def sign_sha256(secret: str, body: bytes) -> str:
@@ -39,7 +40,7 @@ def verify_github(
     is consulted only if ``allow_sha1`` and the SHA-256 header is absent.
     """
     usable = _usable(secrets)
-    lowered = _lower(headers)
+    lowered = lower_keys(headers)
     signature = lowered.get("x-hub-signature-256")
     if signature is not None:
         _check_hmac(body, signature, usable, "sha256", "X-Hub-Signature-256")
@@ -58,7 +59,7 @@ def verify_gitlab(headers: Mapping[str, str], secrets: Sequence[str]) -> None:
     sent the request, TLS is what protects the body.
     """
     usable = _usable(secrets)
-    token = _lower(headers).get("x-gitlab-token")
+    token = lower_keys(headers).get("x-gitlab-token")
     if token is None:
         raise SignatureError("missing X-Gitlab-Token header")
     presented = _ascii(token, "X-Gitlab-Token")
@@ -77,7 +78,7 @@ def verify_bitbucket(body: bytes, headers: Mapping[str, str], secrets: Sequence[
     only when the webhook has a secret: a webhook without one cannot be authenticated.
     """
     usable = _usable(secrets)
-    signature = _lower(headers).get("x-hub-signature")
+    signature = lower_keys(headers).get("x-hub-signature")
     if signature is None:
         raise SignatureError("missing X-Hub-Signature header")
     _check_hmac(body, signature, usable, "sha256", "X-Hub-Signature")
@@ -90,10 +91,6 @@ def _usable(secrets: Sequence[str]) -> list[bytes]:
     if not usable:
         raise SignatureError("no webhook secret is configured")
     return usable
-
-
-def _lower(headers: Mapping[str, str]) -> dict[str, str]:
-    return {key.lower(): value for key, value in headers.items()}
 
 
 def _ascii(value: str, header: str) -> bytes:
