@@ -1,0 +1,266 @@
+"""Deploy records and the environment item, mapped both ways; conditional writes become
+``StaleStateError``."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from pynamodb.attributes import (
+    MapAttribute,
+)
+from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
+from pynamodb.expressions.update import Action
+from pynamodb.transactions import TransactWrite
+
+from ...domain.environment import EnvironmentState
+from ...domain.errors import NotFoundError, StaleStateError, ValidationError
+from ...domain.model import (
+    Deploy,
+    DeployStatus,
+    Phase,
+    env_key,
+)
+from .models import (
+    _ENV_FIELDS,
+    LIST_PARTITION,
+    DeployModel,
+    EnvironmentModel,
+    _is_condition_failure,
+    _transactions,
+)
+
+
+def _to_domain(item: DeployModel) -> Deploy:
+    return Deploy(
+        deploy_id=item.deploy_id,
+        app=item.app,
+        environment=item.environment,
+        sha=item.sha,
+        ref=item.ref,
+        reason=item.reason,
+        requested_by=item.requested_by,
+        requested_via=item.requested_via,
+        status=DeployStatus(item.status),
+        phase=Phase(item.phase),
+        created_at=item.created_at,
+        updated_at=item.updated_at,
+        started_at=item.started_at,
+        finished_at=item.finished_at,
+        previous_sha=item.previous_sha,
+        execution_arn=item.execution_arn,
+        step=int(item.step),
+        step_count=int(item.step_count),
+        host_count=int(item.host_count),
+        batch_size=int(item.batch_size),
+        migration_host=item.migration_host,
+        plan=_plain(item.plan),
+        phases=_plain(item.phases),
+        error=_plain(item.error) if item.error is not None else None,
+        trigger=_plain(item.trigger),
+        force=bool(item.force),
+        rollback_of=item.rollback_of,
+        superseded_by=item.superseded_by,
+        cancel_requested_by=item.cancel_requested_by,
+        version=item.version,
+    )
+
+
+def _plain(value: Any) -> Any:
+    """A raw MapAttribute (or nested values) as plain JSON-ready Python data."""
+    if isinstance(value, MapAttribute):
+        value = value.as_dict()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _to_item(deploy: Deploy) -> DeployModel:
+    item = DeployModel(
+        deploy.deploy_id,
+        app=deploy.app,
+        environment=deploy.environment,
+        env_key=deploy.env_key,
+        created_sort=f"{deploy.created_at}#{deploy.deploy_id}",
+        sha=deploy.sha,
+        ref=deploy.ref,
+        reason=deploy.reason,
+        requested_by=deploy.requested_by,
+        requested_via=deploy.requested_via,
+        status=deploy.status.value,
+        phase=deploy.phase.value,
+        created_at=deploy.created_at,
+        updated_at=deploy.updated_at,
+        started_at=deploy.started_at,
+        finished_at=deploy.finished_at,
+        previous_sha=deploy.previous_sha,
+        execution_arn=deploy.execution_arn,
+        step=deploy.step,
+        step_count=deploy.step_count,
+        host_count=deploy.host_count,
+        batch_size=deploy.batch_size,
+        migration_host=deploy.migration_host,
+        plan=deploy.plan,
+        phases=deploy.phases,
+        error=deploy.error,
+        trigger=deploy.trigger,
+        force=deploy.force,
+        rollback_of=deploy.rollback_of,
+        superseded_by=deploy.superseded_by,
+        cancel_requested_by=deploy.cancel_requested_by,
+    )
+    if deploy.version is not None:
+        item.version = deploy.version
+    return item
+
+
+class DeployRepository:
+    """Deploy records and environment locks in DynamoDB."""
+
+    def __init__(self, clock: Callable[[], float] = time.time, max_retries: int = 8) -> None:
+        self._clock = clock
+        self._max_retries = max_retries
+
+    def get(self, deploy_id: str) -> Deploy:
+        try:
+            return _to_domain(DeployModel.get(deploy_id, consistent_read=True))
+        except DoesNotExist:
+            raise NotFoundError(f"no deploy {deploy_id!r}") from None
+
+    def environment(self, app: str, environment: str) -> EnvironmentState:
+        """A consistent snapshot of the environment's lock, queue, live release and freeze."""
+        try:
+            item = EnvironmentModel.get(env_key(app, environment), consistent_read=True)
+        except DoesNotExist:
+            return EnvironmentState(app, environment)
+        values = {name: getattr(item, name) for name in _ENV_FIELDS}
+        values["audit"] = tuple(_plain(entry) for entry in (item.audit or []))
+        return EnvironmentState(app=app, environment=environment, **values, version=item.version)
+
+    def write_environment(
+        self, seen: EnvironmentState, new: EnvironmentState, *, new_deploy: Deploy | None = None
+    ) -> None:
+        """Write ``new`` if the item is still at ``seen``'s version (and create ``new_deploy``
+        in the same transaction); ``StaleStateError`` if anyone changed it meanwhile."""
+        actions: list[Action] = []
+        for name in _ENV_FIELDS:
+            before, after = getattr(seen, name), getattr(new, name)
+            if before != after:
+                attr = getattr(EnvironmentModel, name)
+                if name == "audit":
+                    after = [dict(entry) for entry in after] or None
+                actions.append(attr.remove() if after is None else attr.set(after))
+        actions.append(EnvironmentModel.updated_at.set(datetime.now(UTC).isoformat()))
+        item = EnvironmentModel(env_key(seen.app, seen.environment))
+        if seen.version is not None:
+            item.version = seen.version  # type: ignore[assignment]
+        try:
+            if new_deploy is None:
+                item.update(actions=actions)
+                return
+            with TransactWrite(connection=_transactions()) as tx:
+                tx.save(_to_item(new_deploy), condition=DeployModel.deploy_id.does_not_exist())
+                tx.update(item, actions=actions)
+        except (UpdateError, TransactWriteError) as exc:
+            if _is_condition_failure(exc):
+                raise StaleStateError(f"{seen.app}/{seen.environment} changed; retry") from exc
+            raise
+
+    def locked_environments(self) -> list[EnvironmentState]:
+        """Every environment someone holds or waits for (a scan: one item per app+env)."""
+        found = []
+        condition = EnvironmentModel.lock_deploy_id.exists() | (
+            EnvironmentModel.queued_deploy_id.exists()
+        )
+        for item in EnvironmentModel.scan(condition, consistent_read=True):
+            app, _, environment = item.env_key.partition("#")
+            found.append(self.environment(app, environment))
+        return found
+
+    def mutate(self, deploy_id: str, change: Callable[[Deploy], None]) -> Deploy:
+        """Read-modify-write with optimistic locking, retried on a version conflict."""
+        for _attempt in range(self._max_retries):
+            deploy = self.get(deploy_id)
+            change(deploy)
+            item = _to_item(deploy)
+            try:
+                item.save()
+            except PutError as exc:
+                if _is_condition_failure(exc):
+                    continue
+                raise
+            deploy.version = item.version
+            return deploy
+        raise StaleStateError(f"deploy {deploy_id} is being changed concurrently")
+
+    def list(
+        self,
+        *,
+        app: str | None = None,
+        environment: str | None = None,
+        status: str | None = None,
+        limit: int = 25,
+        cursor: str | None = None,
+    ) -> tuple[list[Deploy], str | None]:
+        """Newest first; ``cursor`` is the opaque token a previous page returned."""
+        start_key = _decode_cursor(cursor) if cursor else None
+        conditions = None
+        if app is not None and environment is None:
+            conditions = DeployModel.app == app
+        if status is not None:
+            status_cond = DeployModel.status == status
+            conditions = status_cond if conditions is None else conditions & status_cond
+        if app is not None and environment is not None:
+            query = DeployModel.by_environment.query(
+                f"{app}#{environment}",
+                scan_index_forward=False,
+                filter_condition=conditions,
+                limit=limit,
+                last_evaluated_key=start_key,
+                page_size=limit if conditions is None else None,
+            )
+        else:
+            if environment is not None:
+                env_cond = DeployModel.environment == environment
+                conditions = env_cond if conditions is None else conditions & env_cond
+            query = DeployModel.by_time.query(
+                LIST_PARTITION,
+                scan_index_forward=False,
+                filter_condition=conditions,
+                limit=limit,
+                last_evaluated_key=start_key,
+                page_size=limit if conditions is None else None,
+            )
+        deploys = [_to_domain(item) for item in query]
+        next_key = query.last_evaluated_key
+        return deploys, _encode_cursor(next_key) if next_key and len(deploys) == limit else None
+
+
+def _encode_cursor(key: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key, sort_keys=True).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> dict[str, Any]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        key = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    except (ValueError, binascii.Error, UnicodeError) as exc:
+        raise ValidationError("cursor is not one this API returned") from exc
+    allowed = {"deploy_id", "created_sort", "env_key", "list_pk"}
+    if (
+        not isinstance(key, dict)
+        or not key
+        or set(key) - allowed
+        or not all(isinstance(v, dict) and set(v) == {"S"} for v in key.values())
+    ):
+        raise ValidationError("cursor is not one this API returned")
+    return key

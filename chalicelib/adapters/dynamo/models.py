@@ -1,0 +1,168 @@
+"""The PynamoDB models of Roadie's tables (persistence shapes, not domain objects) and
+where they point: ``configure`` binds them to a stage's tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    ListAttribute,
+    MapAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    VersionAttribute,
+)
+from pynamodb.connection import Connection
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+LIST_PARTITION = "deploys"
+
+
+class ByEnvironmentIndex(GlobalSecondaryIndex["DeployModel"]):
+    class Meta:
+        index_name = "by_environment"
+        projection = AllProjection()
+
+    env_key = UnicodeAttribute(hash_key=True)
+    created_sort = UnicodeAttribute(range_key=True)
+
+
+class ByTimeIndex(GlobalSecondaryIndex["DeployModel"]):
+    class Meta:
+        index_name = "by_time"
+        projection = AllProjection()
+
+    list_pk = UnicodeAttribute(hash_key=True)
+    created_sort = UnicodeAttribute(range_key=True)
+
+
+class DeployModel(Model):
+    class Meta:
+        table_name = "roadie-deploys"
+        billing_mode = "PAY_PER_REQUEST"
+
+    deploy_id = UnicodeAttribute(hash_key=True)
+    app = UnicodeAttribute()
+    environment = UnicodeAttribute()
+    env_key = UnicodeAttribute()
+    list_pk = UnicodeAttribute(default=LIST_PARTITION)
+    created_sort = UnicodeAttribute()
+    sha = UnicodeAttribute()
+    ref = UnicodeAttribute(default="")
+    reason = UnicodeAttribute(default="")
+    requested_by = UnicodeAttribute()
+    requested_via = UnicodeAttribute()
+    status = UnicodeAttribute()
+    phase = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute(null=True)
+    started_at = UnicodeAttribute(null=True)
+    finished_at = UnicodeAttribute(null=True)
+    previous_sha = UnicodeAttribute(null=True)
+    execution_arn = UnicodeAttribute(null=True)
+    step = NumberAttribute(default=0)
+    step_count = NumberAttribute(default=0)
+    host_count = NumberAttribute(default=0)
+    batch_size = NumberAttribute(default=0)
+    migration_host = UnicodeAttribute(null=True)
+    plan = MapAttribute[str, Any](default=dict)
+    phases = MapAttribute[str, Any](default=dict)
+    error = MapAttribute[str, Any](null=True)
+    trigger = MapAttribute[str, Any](default=dict)
+    force = BooleanAttribute(default=False)
+    rollback_of = UnicodeAttribute(null=True)
+    superseded_by = UnicodeAttribute(null=True)
+    cancel_requested_by = UnicodeAttribute(null=True)
+    version = VersionAttribute()
+
+    by_environment = ByEnvironmentIndex()
+    by_time = ByTimeIndex()
+
+
+class HostResultModel(Model):
+    class Meta:
+        table_name = "roadie-deploy-hosts"
+        billing_mode = "PAY_PER_REQUEST"
+
+    deploy_id = UnicodeAttribute(hash_key=True)
+    result_key = UnicodeAttribute(range_key=True)  # "<instance id>#<step, 3 digits>"
+    instance_id = UnicodeAttribute()
+    step = NumberAttribute()
+    batch = NumberAttribute(default=0)
+    command = UnicodeAttribute()
+    status = UnicodeAttribute()
+    exit_code = NumberAttribute(null=True)
+    stdout_tail = UnicodeAttribute(default="")
+    stderr_tail = UnicodeAttribute(default="")
+    started_at = UnicodeAttribute(null=True)
+    finished_at = UnicodeAttribute(null=True)
+    command_id = UnicodeAttribute(default="")
+    detail = UnicodeAttribute(default="")
+
+
+class EnvironmentModel(Model):
+    class Meta:
+        table_name = "roadie-environments"
+        billing_mode = "PAY_PER_REQUEST"
+
+    env_key = UnicodeAttribute(hash_key=True)
+    lock_deploy_id = UnicodeAttribute(null=True)
+    lock_sha = UnicodeAttribute(null=True)
+    lock_expires_at = NumberAttribute(null=True)
+    queued_deploy_id = UnicodeAttribute(null=True)
+    queued_sha = UnicodeAttribute(null=True)
+    current_sha = UnicodeAttribute(null=True)
+    current_deploy_id = UnicodeAttribute(null=True)
+    frozen_reason = UnicodeAttribute(null=True)
+    frozen_by = UnicodeAttribute(null=True)
+    frozen_at = UnicodeAttribute(null=True)
+    audit = ListAttribute(null=True)  # type: ignore[var-annotated]
+    updated_at = UnicodeAttribute(null=True)
+    version = VersionAttribute()
+
+
+_ENV_FIELDS = (
+    "lock_deploy_id",
+    "lock_sha",
+    "lock_expires_at",
+    "queued_deploy_id",
+    "queued_sha",
+    "current_sha",
+    "current_deploy_id",
+    "frozen_reason",
+    "frozen_by",
+    "frozen_at",
+    "audit",
+)
+
+
+def _is_condition_failure(exc: Exception) -> bool:
+    code = getattr(exc, "cause_response_code", None)
+    return code in ("ConditionalCheckFailedException", "TransactionCanceledException")
+
+
+MODELS: tuple[type[Model], ...] = (DeployModel, HostResultModel, EnvironmentModel)
+
+
+_connection: Connection | None = None
+
+
+def _transactions() -> Connection:
+    """One PynamoDB connection for transactions (building one costs a botocore session)."""
+    global _connection
+    region = getattr(DeployModel.Meta, "region", None)
+    if _connection is None or _connection.region != region:
+        _connection = Connection(region=region)
+    return _connection
+
+
+def configure(table_names: dict[type[Model], str], region: str) -> None:
+    """Point the models at this stage's tables (called once by the composition root)."""
+    for model, name in table_names.items():
+        if model.Meta.table_name == name and getattr(model.Meta, "region", None) == region:
+            continue  # keep the cached connection
+        model.Meta.table_name = name
+        model.Meta.region = region
+        model._connection = None  # a connection caches the old table name
