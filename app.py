@@ -11,6 +11,7 @@ from chalice import Chalice  # type: ignore[attr-defined]
 from chalice.app import Request
 
 from chalicelib import bootstrap
+from chalicelib.domain.contract import DispatchTask, FinishTask, PollTask, RecoverTask
 from chalicelib.domain.model import Deploy, Requester
 from chalicelib.http import (
     DEPLOY_ID_RE,
@@ -205,17 +206,17 @@ def bitbucket_webhook() -> Any:
 
 @app.lambda_function(name="rollout_dispatch")
 def rollout_dispatch(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return bootstrap.container().rollout.dispatch(event)
+    return bootstrap.container().rollout.dispatch_step(DispatchTask.from_json(event)).to_json()
 
 
 @app.lambda_function(name="rollout_poll")
 def rollout_poll(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return bootstrap.container().rollout.poll(event)
+    return bootstrap.container().rollout.poll_step(PollTask.from_json(event)).to_json()
 
 
 @app.lambda_function(name="rollout_recover")
 def rollout_recover(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return bootstrap.container().rollout.recover(event)
+    return bootstrap.container().rollout.recover_step(RecoverTask.from_json(event)).to_json()
 
 
 @app.schedule("rate(1 minute)", name="reconcile")
@@ -225,4 +226,4 @@ def reconcile(event: Any) -> list[dict[str, str]]:
 
 @app.lambda_function(name="rollout_finish")
 def rollout_finish(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return bootstrap.container().rollout.finish(event)
+    return bootstrap.container().rollout.finish_step(FinishTask.from_json(event)).to_json()

@@ -136,42 +136,44 @@ METER: CallMeter[Calls] = CallMeter()  # records into the Calls of what runs on 
 def _instrument_rollout_service() -> None:
     """Time Roadie's task Lambdas per step; count and time their AWS calls (``METER``), by the
     thread the Lambda runs on."""
+    from chalicelib.domain.contract import DispatchTask, Finished, FinishTask, PollTask, Route, Wave
     from chalicelib.services.rollout import RolloutService
 
     METER.install()
-    dispatch, poll, finish = RolloutService.dispatch, RolloutService.poll, RolloutService.finish
+    dispatch = RolloutService.dispatch_step
+    poll, finish = RolloutService.poll_step, RolloutService.finish_step
 
-    def timed_dispatch(self: RolloutService, event: dict[str, Any]) -> dict[str, Any]:
-        step = PROBE.steps[int(event["cursor"])]
+    def timed_dispatch(self: RolloutService, task: DispatchTask) -> Wave:
+        step = PROBE.steps[task.cursor]
         started = time.monotonic()
         try:
             with METER.recording(step.calls):
-                return dispatch(self, event)
+                return dispatch(self, task)
         finally:
             step.dispatch_start = step.dispatch_start or started  # a retry keeps the first
             step.dispatch_end = time.monotonic()
 
-    def timed_poll(self: RolloutService, event: dict[str, Any]) -> dict[str, Any]:
-        step = PROBE.steps[int(event["wave"]["cursor"])]
+    def timed_poll(self: RolloutService, task: PollTask) -> Route:
+        step = PROBE.steps[task.wave.cursor]
         started = time.monotonic()
         try:
             with METER.recording(step.calls):
-                return poll(self, event)
+                return poll(self, task)
         finally:
             step.polls += 1
             step.last_poll_start, step.last_poll_end = started, time.monotonic()
 
-    def timed_finish(self: RolloutService, event: dict[str, Any]) -> dict[str, Any]:
+    def timed_finish(self: RolloutService, task: FinishTask) -> Finished:
         PROBE.finish_start = time.monotonic()
         try:
             with METER.recording(PROBE.finish_calls):
-                return finish(self, event)
+                return finish(self, task)
         finally:
             PROBE.finish_end = time.monotonic()
 
-    RolloutService.dispatch = timed_dispatch  # type: ignore[method-assign]
-    RolloutService.poll = timed_poll  # type: ignore[method-assign]
-    RolloutService.finish = timed_finish  # type: ignore[method-assign]
+    RolloutService.dispatch_step = timed_dispatch  # type: ignore[method-assign]
+    RolloutService.poll_step = timed_poll  # type: ignore[method-assign]
+    RolloutService.finish_step = timed_finish  # type: ignore[method-assign]
 
 
 def _install_sleeping_agent(workers: int, t_host: float, t_stage: float, t_migrate: float) -> None:

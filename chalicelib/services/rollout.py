@@ -95,18 +95,6 @@ class RolloutService:
 
     # -- the JSON edge: each Lambda event becomes its task, each answer JSON again
 
-    def dispatch(self, event: dict[str, Any]) -> dict[str, Any]:
-        return self.dispatch_step(DispatchTask.from_json(event)).to_json()
-
-    def poll(self, event: dict[str, Any]) -> dict[str, Any]:
-        return self.poll_step(PollTask.from_json(event)).to_json()
-
-    def recover(self, event: dict[str, Any]) -> dict[str, Any]:
-        return self.recover_step(RecoverTask.from_json(event)).to_json()
-
-    def finish(self, event: dict[str, Any]) -> dict[str, Any]:
-        return self.finish_step(FinishTask.from_json(event)).to_json()
-
     # -- the steps
 
     def dispatch_step(self, task: DispatchTask) -> Wave:

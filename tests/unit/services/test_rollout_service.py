@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from chalicelib.config import parse_pipeline
+from chalicelib.domain.contract import DispatchTask, FinishTask, PollTask
 from chalicelib.domain.environment import EnvironmentState
 from chalicelib.domain.errors import NotFoundError
 from chalicelib.domain.model import (
@@ -97,13 +98,15 @@ class World:
         return self.deploys.get(deploy_id or self.deploy_id)
 
     def dispatch(self, cursor: int) -> dict[str, Any]:
-        return self.service.dispatch({**self.event, "cursor": cursor})
+        task = DispatchTask.from_json({**self.event, "cursor": cursor})
+        return self.service.dispatch_step(task).to_json()
 
     def poll(self, wave: dict[str, Any]) -> dict[str, Any]:
-        return self.service.poll({**self.event, "wave": wave})
+        return self.service.poll_step(PollTask.from_json({**self.event, "wave": wave})).to_json()
 
     def finish(self, outcome: str, **extra: Any) -> dict[str, Any]:
-        return self.service.finish({"deploy_id": self.deploy_id, "outcome": outcome, **extra})
+        task = FinishTask.from_json({"deploy_id": self.deploy_id, "outcome": outcome, **extra})
+        return self.service.finish_step(task).to_json()
 
     def answer_ok(self, wave: dict[str, Any]) -> None:
         """Every host of the wave exits 0; verify hosts print the expected revision."""
@@ -292,7 +295,8 @@ def test_dispatch_after_losing_the_lease_sends_nothing(world: World) -> None:
 
 def test_dispatch_of_an_unknown_deploy_raises_not_found(world: World) -> None:
     with pytest.raises(NotFoundError):
-        world.service.dispatch({**world.event, "deploy_id": "d-missing", "cursor": 0})
+        task = DispatchTask.from_json({**world.event, "deploy_id": "d-missing", "cursor": 0})
+        world.service.dispatch_step(task)
     assert world.commands.sent == []
 
 
