@@ -19,7 +19,12 @@ from typing import Any
 
 from chalicelib.config import AppConfig
 from chalicelib.domain.environment import EnvironmentState
-from chalicelib.domain.errors import ConflictError, NotFoundError, StaleStateError
+from chalicelib.domain.errors import (
+    ConflictError,
+    NotFoundError,
+    StaleStateError,
+    ValidationError,
+)
 from chalicelib.domain.model import Deploy, Host, HostResult, HostStatus, env_key
 
 TAIL_CHARS = 2000  # what adapters/aws.py keeps of stdout and stderr
@@ -103,6 +108,8 @@ class FakeDeployStore:
             key=lambda d: f"{d.created_at}#{d.deploy_id}",
             reverse=True,
         )
+        if cursor and not cursor.isdigit():  # as the adapter: a 400, not a crash
+            raise ValidationError("cursor is not one this API returned")
         start = int(cursor) if cursor else 0
         page = found[start : start + limit]
         more = start + limit < len(found)

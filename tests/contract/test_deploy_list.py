@@ -1,0 +1,102 @@
+"""The DeployStore's listing contract: filters, newest first, cursor paging (fake and moto).
+
+The deploys are written once per implementation (module scope); every test only reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from chalicelib.domain.errors import ValidationError
+from chalicelib.domain.model import Deploy, DeployStatus
+from chalicelib.services.ports import DeployStore
+from tests.contract.conftest import IMPLEMENTATIONS, empty_tables
+from tests.contract.test_deploy_store import create, deploy, make_store
+
+# --------------------------------------------------------------------------------------
+
+
+def at(minute: int) -> str:
+    return f"2024-05-01T12:{minute:02d}:00+00:00"
+
+
+@pytest.fixture(scope="module", params=IMPLEMENTATIONS)
+def listed(request: pytest.FixtureRequest) -> Iterator[DeployStore]:
+    """Seven deploys of two apps and two environments, created a minute apart."""
+    if request.param == "dynamo":
+        request.getfixturevalue("moto_tables")
+        empty_tables()
+    store = make_store(request.param)
+    rows: list[tuple[str, str, str, int, DeployStatus]] = [
+        ("d-1", "shop", "production", 1, DeployStatus.SUCCEEDED),
+        ("d-2", "shop", "staging", 2, DeployStatus.SUCCEEDED),
+        ("d-3", "blog", "production", 3, DeployStatus.FAILED),
+        ("d-4", "shop", "production", 4, DeployStatus.FAILED),
+        ("d-5", "blog", "staging", 5, DeployStatus.SUCCEEDED),
+        ("d-6", "shop", "production", 6, DeployStatus.SUCCEEDED),
+        ("d-7", "shop", "production", 6, DeployStatus.QUEUED),  # same second: by id
+    ]
+    for deploy_id, app, environment, minute, status in rows:
+        create(store, deploy(deploy_id, app=app, environment=environment, created_at=at(minute)))
+        if status is not DeployStatus.QUEUED:
+            store.mutate(deploy_id, lambda d, s=status: setattr(d, "status", s))  # type: ignore[misc]
+    yield store
+
+
+def ids(deploys: list[Deploy]) -> list[str]:
+    return [d.deploy_id for d in deploys]
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        ({}, ["d-7", "d-6", "d-5", "d-4", "d-3", "d-2", "d-1"]),
+        ({"app": "shop"}, ["d-7", "d-6", "d-4", "d-2", "d-1"]),
+        ({"app": "shop", "environment": "production"}, ["d-7", "d-6", "d-4", "d-1"]),
+        ({"environment": "staging"}, ["d-5", "d-2"]),
+        ({"status": "failed"}, ["d-4", "d-3"]),
+        ({"app": "shop", "status": "succeeded"}, ["d-6", "d-2", "d-1"]),
+        ({"app": "shop", "environment": "production", "status": "failed"}, ["d-4"]),
+        ({"environment": "production", "status": "succeeded"}, ["d-6", "d-1"]),
+        ({"app": "nope"}, []),
+    ],
+    ids=lambda v: ",".join(f"{k}={x}" for k, x in v.items()) if isinstance(v, dict) else "",
+)
+def test_list_filters_newest_first(
+    listed: DeployStore, filters: dict[str, str], expected: list[str]
+) -> None:
+    found, cursor = listed.list(**filters)  # type: ignore[arg-type]
+    assert (ids(found), cursor) == (expected, None)
+    assert found[0] == listed.get(found[0].deploy_id) if found else True
+
+
+def all_pages(store: DeployStore, limit: int, **filters: Any) -> list[list[str]]:
+    pages, cursor = [], None
+    while True:
+        found, cursor = store.list(limit=limit, cursor=cursor, **filters)
+        assert len(found) <= limit
+        pages.append(ids(found))
+        if cursor is None:
+            return pages
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 7, 8])
+@pytest.mark.parametrize(
+    "filters", [{}, {"app": "shop", "environment": "production"}, {"status": "succeeded"}]
+)
+def test_the_cursor_pages_through_every_match_once(
+    listed: DeployStore, limit: int, filters: dict[str, str]
+) -> None:
+    everything, _ = listed.list(limit=100, **filters)  # type: ignore[arg-type]
+    pages = all_pages(listed, limit, **filters)
+    assert [i for page in pages for i in page] == ids(everything)
+    # every page but the last is full; the last may be empty (a full page still had a cursor)
+    assert all(len(page) == limit for page in pages[:-1])
+
+
+def test_a_cursor_this_store_did_not_make_is_a_validation_error(listed: DeployStore) -> None:
+    with pytest.raises(ValidationError):
+        listed.list(cursor="not a cursor")
