@@ -8,12 +8,11 @@ import binascii
 import json
 import time
 from collections.abc import Callable
+from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
-from pynamodb.attributes import (
-    MapAttribute,
-)
+from pynamodb.attributes import BooleanAttribute, MapAttribute, NumberAttribute
 from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
@@ -35,40 +34,28 @@ from .models import (
     _transactions,
 )
 
+# The record's fields map one to one onto DeployModel's attributes of the same name (a unit
+# test holds the model to that); only the enums and the attribute kinds need converting.
+_ENUMS: dict[str, type[DeployStatus] | type[Phase]] = {"status": DeployStatus, "phase": Phase}
+_FIELDS = tuple(f.name for f in fields(Deploy) if f.name != "version")
+
+
+def _from_attribute(name: str, raw: Any) -> Any:
+    attribute = DeployModel.get_attributes()[name]
+    if name in _ENUMS:
+        return _ENUMS[name](raw)
+    if isinstance(attribute, MapAttribute):
+        return _plain(raw)
+    if isinstance(attribute, NumberAttribute):
+        return int(raw)
+    if isinstance(attribute, BooleanAttribute):
+        return bool(raw)
+    return raw
+
 
 def _to_domain(item: DeployModel) -> Deploy:
-    return Deploy(
-        deploy_id=item.deploy_id,
-        app=item.app,
-        environment=item.environment,
-        sha=item.sha,
-        ref=item.ref,
-        reason=item.reason,
-        requested_by=item.requested_by,
-        requested_via=item.requested_via,
-        status=DeployStatus(item.status),
-        phase=Phase(item.phase),
-        created_at=item.created_at,
-        updated_at=item.updated_at,
-        started_at=item.started_at,
-        finished_at=item.finished_at,
-        previous_sha=item.previous_sha,
-        execution_arn=item.execution_arn,
-        step=int(item.step),
-        step_count=int(item.step_count),
-        host_count=int(item.host_count),
-        batch_size=int(item.batch_size),
-        migration_host=item.migration_host,
-        plan=_plain(item.plan),
-        phases=_plain(item.phases),
-        error=_plain(item.error) if item.error is not None else None,
-        trigger=_plain(item.trigger),
-        force=bool(item.force),
-        rollback_of=item.rollback_of,
-        superseded_by=item.superseded_by,
-        cancel_requested_by=item.cancel_requested_by,
-        version=item.version,
-    )
+    values = {name: _from_attribute(name, getattr(item, name)) for name in _FIELDS}
+    return Deploy(**values, version=item.version)
 
 
 def _plain(value: Any) -> Any:
@@ -85,38 +72,14 @@ def _plain(value: Any) -> Any:
 
 
 def _to_item(deploy: Deploy) -> DeployModel:
+    values = {name: getattr(deploy, name) for name in _FIELDS if name != "deploy_id"}
+    for name in _ENUMS:
+        values[name] = values[name].value
     item = DeployModel(
         deploy.deploy_id,
-        app=deploy.app,
-        environment=deploy.environment,
         env_key=deploy.env_key,
         created_sort=f"{deploy.created_at}#{deploy.deploy_id}",
-        sha=deploy.sha,
-        ref=deploy.ref,
-        reason=deploy.reason,
-        requested_by=deploy.requested_by,
-        requested_via=deploy.requested_via,
-        status=deploy.status.value,
-        phase=deploy.phase.value,
-        created_at=deploy.created_at,
-        updated_at=deploy.updated_at,
-        started_at=deploy.started_at,
-        finished_at=deploy.finished_at,
-        previous_sha=deploy.previous_sha,
-        execution_arn=deploy.execution_arn,
-        step=deploy.step,
-        step_count=deploy.step_count,
-        host_count=deploy.host_count,
-        batch_size=deploy.batch_size,
-        migration_host=deploy.migration_host,
-        plan=deploy.plan,
-        phases=deploy.phases,
-        error=deploy.error,
-        trigger=deploy.trigger,
-        force=deploy.force,
-        rollback_of=deploy.rollback_of,
-        superseded_by=deploy.superseded_by,
-        cancel_requested_by=deploy.cancel_requested_by,
+        **values,
     )
     if deploy.version is not None:
         item.version = deploy.version
