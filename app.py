@@ -27,6 +27,7 @@ from chalicelib.http import (
     json_object,
     json_response,
     translate_errors,
+    webhook_response,
 )
 
 app = Chalice(app_name="roadie", configure_logs=False)
@@ -175,13 +176,13 @@ def get_deploy(requester: Requester, deploy_id: str) -> Any:
 def _webhook(provider: str) -> Any:
     request = _request()
     raw = request.raw_body or b""
-    answer = bootstrap.container().webhooks.receive(
+    outcome = bootstrap.container().webhooks.receive(
         provider,
         raw if isinstance(raw, bytes) else raw.encode(),
         dict(request.headers),
         app.lambda_context,
     )
-    return json_response(answer.status, answer.body)
+    return webhook_response(outcome)
 
 
 @api_route(

@@ -21,6 +21,7 @@ from .domain.errors import (
 )
 from .domain.model import Deploy, HostResult
 from .domain.rollout import RolloutPlan
+from .domain.webhook_outcome import OutcomeKind, WebhookOutcome
 from .services.clock import parse_iso
 from .webhooks import WebhookError
 
@@ -77,6 +78,22 @@ def translate_errors(view: F) -> F:
             return error_response(500, exc.code, str(exc))
 
     return wrapper  # type: ignore[return-value]
+
+
+# A webhook's answer by outcome (README "Git push triggers"). A SHA already deploying or
+# queued answers 202 like a new deploy: the delivery is accepted and names the deploy.
+# Refusals are errors (``WebhookError.status``, ``DeliveryReusedError`` -> 409) and never
+# reach this table.
+WEBHOOK_STATUS: dict[OutcomeKind, int] = {
+    OutcomeKind.ACCEPTED: 202,
+    OutcomeKind.EXISTING: 202,
+    OutcomeKind.IGNORED: 200,
+}
+
+
+def webhook_response(outcome: WebhookOutcome) -> Response:
+    """The HTTP answer to a webhook delivery: its outcome's status, its body as JSON."""
+    return json_response(WEBHOOK_STATUS[outcome.kind], dict(outcome.body))
 
 
 def json_object(raw: str | bytes | None) -> dict[str, Any]:

@@ -3,6 +3,11 @@
 A delivery's key is ``<provider>:<delivery id>``; its answer is stored and replayed for a
 redelivery. The body's SHA-256 is the validation key: the same delivery id with another body
 is refused rather than answered with the first body's result.
+
+A record holds a ``WebhookOutcome.to_json()``: ``{"kind": ..., "body": ...}``. Records written
+before outcomes had kinds hold ``{"status": 200 | 202, "body": ...}`` instead; they are read as
+the kind that answers with that status (``LEGACY_STATUS_KINDS``), so their redeliveries still
+replay the first answer, status and body alike.
 """
 
 from __future__ import annotations
@@ -23,12 +28,16 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 
 from ..domain.errors import ConflictError
+from ..domain.webhook_outcome import OutcomeKind
 from .aws import ClientFactory
 
 # The table's key schema; the AWS template and the local stack both create it from these.
 KEY_ATTRIBUTE = "id"
 EXPIRY_ATTRIBUTE = "expiration"
 DEFAULT_EXPIRY_SECONDS = 7 * 24 * 3600  # a redelivery can be asked for days later
+# The only statuses the service ever stored; a 202 that found an existing deploy also answers
+# 202 as ACCEPTED, so the replay is the same.
+LEGACY_STATUS_KINDS = {200: OutcomeKind.IGNORED, 202: OutcomeKind.ACCEPTED}
 
 
 class DeliveryInProgressError(ConflictError):
@@ -95,7 +104,7 @@ class Deliveries:
         deadline = time.monotonic() + self._wait
         while True:
             try:
-                return handle(delivery={"key": key, "body_sha256": body_sha256})
+                return upgraded(handle(delivery={"key": key, "body_sha256": body_sha256}))
             except IdempotencyValidationError as exc:
                 raise DeliveryReusedError(
                     "this delivery id was already used with a different body"
@@ -107,3 +116,11 @@ class Deliveries:
                         "this delivery is being handled; retry shortly"
                     ) from exc
                 time.sleep(0.05)
+
+
+def upgraded(record: Any) -> Any:
+    """A stored answer in today's shape: one written with a ``status`` gets its ``kind``."""
+    if isinstance(record, dict) and "kind" not in record and "status" in record:
+        kind = LEGACY_STATUS_KINDS[int(record["status"])]
+        return {"kind": kind.value, "body": record["body"]}
+    return record

@@ -1,8 +1,10 @@
 """Webhook deliveries to deploys: authenticate, parse, route by config, deploy exactly once.
 
 Order matters: the body size and the signature are checked before anything is parsed or
-stored, so a rejected request touches no table and starts nothing. Authentic events that
-deploy nothing answer 2xx with the reason (GitLab disables hooks that keep failing).
+stored, so a rejected request touches no table and starts nothing. ``receive`` returns a
+``WebhookOutcome`` (accepted, existing or ignored; never an HTTP status, which ``http.py``
+maps); authentic events that deploy nothing are ignored with the reason, and answered 2xx
+(GitLab disables hooks that keep failing).
 
 A CI result deploys only the branch's current head
 --------------------------------------------------
@@ -14,16 +16,16 @@ provider + repository + branch), even though the push itself deploys nothing the
 event for such a branch then decides, in this order (``_ci``):
 
 ==========================================================  ====================================
-the CI event                                                answer (nothing else is recorded)
+the CI event                                                outcome (nothing else is recorded)
 ==========================================================  ====================================
-no ``trigger = "ci"`` environment deploys its branch        200 ignored, as before
-CI did not succeed                                          200 ignored: "CI concluded failure"
-its head repository is not the app's repository (a fork,    200, each environment skipped:
+no ``trigger = "ci"`` environment deploys its branch        ignored, as before
+CI did not succeed                                          ignored: "CI concluded failure"
+its head repository is not the app's repository (a fork,    ignored, each environment skipped:
 or unknown: a deleted fork's run)                           "CI ran for <repo>, not <app repo>"
-no push to the branch has been recorded                     200 skipped: "... head is unknown"
-its SHA is not the recorded head                            200 skipped: "CI passed for <sha>
+no push to the branch has been recorded                     ignored: "... head is unknown"
+its SHA is not the recorded head                            ignored: "CI passed for <sha>
                                                             but the head of <branch> is <head>"
-its SHA is the recorded head                                202, deploy (as before)
+its SHA is the recorded head                                accepted, deploy (as before)
 ==========================================================  ====================================
 
 No recorded head deploys nothing: without it Roadie cannot tell the current commit from a
@@ -65,6 +67,7 @@ from typing import Any
 
 from ..config import AppConfig, EnvironmentConfig, PipelineConfig
 from ..domain.model import Requester
+from ..domain.webhook_outcome import OutcomeKind, WebhookOutcome
 from ..webhooks import (
     MAX_BODY_BYTES,
     PROVIDERS,
@@ -84,6 +87,7 @@ from .deploys import DeployService
 from .ports import BranchHeads, DeliveryLog, SecretSource
 
 MAX_MESSAGE = 1000
+MAX_SUBJECT = 200
 SHORT_SHA = 12
 Target = tuple[AppConfig, EnvironmentConfig]
 
@@ -114,12 +118,6 @@ def head_key(provider: str, repository: str, branch: str) -> str:
     return f"{provider}#{repository.lower()}#{branch}"
 
 
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    body: dict[str, Any]
-
-
 @dataclass
 class WebhookService:
     pipeline: PipelineConfig
@@ -131,7 +129,7 @@ class WebhookService:
 
     def receive(
         self, provider: str, body: bytes, headers: Mapping[str, str], lambda_context: Any = None
-    ) -> Answer:
+    ) -> WebhookOutcome:
         if provider not in PROVIDERS:
             raise UnknownProviderError(f"unknown webhook provider {provider!r}")
         if len(body) > MAX_BODY_BYTES:
@@ -140,8 +138,10 @@ class WebhookService:
         event = parse(provider, body, headers)
         key = f"{provider}:{event.delivery_id}"
         digest = hashlib.sha256(body).hexdigest()
-        stored = self.deliveries.once(key, digest, lambda: self._act(event), lambda_context)
-        return Answer(int(stored["status"]), dict(stored["body"]))
+        stored = self.deliveries.once(
+            key, digest, lambda: self._act(event).to_json(), lambda_context
+        )
+        return WebhookOutcome.from_json(stored)
 
     def _authenticate(self, provider: str, body: bytes, headers: Mapping[str, str]) -> None:
         secrets = self.secrets.active(provider)
@@ -152,7 +152,7 @@ class WebhookService:
         else:
             verify_bitbucket(body, headers, secrets)
 
-    def _act(self, event: WebhookEvent) -> dict[str, Any]:
+    def _act(self, event: WebhookEvent) -> WebhookOutcome:
         base = {"provider": event.provider, "delivery_id": event.delivery_id}
         if isinstance(event, Ignored):
             return _ignored(base, event.reason)
@@ -160,7 +160,7 @@ class WebhookService:
             return self._push(event, base)
         return self._ci(event, base)
 
-    def _push(self, event: PushEvent, base: dict[str, Any]) -> dict[str, Any]:
+    def _push(self, event: PushEvent, base: dict[str, Any]) -> WebhookOutcome:
         targets = self._targets(event.repository)
         if not targets:
             return _ignored(base, f"repository {event.repository} is not configured in Roadie")
@@ -212,7 +212,7 @@ class WebhookService:
         # the same push again (another delivery of it) is not a stale one
         return "" if kept is None or kept == event.after else kept
 
-    def _ci(self, event: CIEvent, base: dict[str, Any]) -> dict[str, Any]:
+    def _ci(self, event: CIEvent, base: dict[str, Any]) -> WebhookOutcome:
         matched = [
             (a, e)
             for a, e in self._targets(event.repository)
@@ -293,7 +293,7 @@ def _short(sha: str) -> str:
 
 
 def _reason(event: PushEvent | CIEvent, head: Commit | None) -> str:
-    subject = head.message.splitlines()[0][:200] if head and head.message else ""
+    subject = head.message.splitlines()[0][:MAX_SUBJECT] if head and head.message else ""
     if isinstance(event, PushEvent):
         where = event.branch or event.tag or event.ref
         lead = f"{'force-' if event.forced else ''}push to {where}"
@@ -330,15 +330,15 @@ def _trigger(event: PushEvent | CIEvent, base: dict[str, Any]) -> dict[str, Any]
     return trigger
 
 
-def _ignored(base: dict[str, Any], reason: str) -> dict[str, Any]:
-    return {"status": 200, "body": {**base, "result": "ignored", "reason": reason}}
+def _ignored(base: dict[str, Any], reason: str) -> WebhookOutcome:
+    return WebhookOutcome(OutcomeKind.IGNORED, {**base, "result": "ignored", "reason": reason})
 
 
 def _skipped(app: AppConfig, env: EnvironmentConfig, reason: str) -> dict[str, Any]:
     return {"app": app.name, "environment": env.name, "skipped": reason}
 
 
-def _answer(base: dict[str, Any], outcomes: list[dict[str, Any]]) -> dict[str, Any]:
+def _answer(base: dict[str, Any], outcomes: list[dict[str, Any]]) -> WebhookOutcome:
     deployed = [o for o in outcomes if "deploy_id" in o]
     if not deployed:
         reasons = "; ".join(f"{o['app']}/{o['environment']} {o['skipped']}" for o in outcomes)
@@ -349,4 +349,6 @@ def _answer(base: dict[str, Any], outcomes: list[dict[str, Any]]) -> dict[str, A
         "deploy_id": deployed[0]["deploy_id"],
         "deploys": outcomes,
     }
-    return {"status": 202, "body": body}
+    if all(o["existing"] for o in deployed):
+        return WebhookOutcome(OutcomeKind.EXISTING, body)
+    return WebhookOutcome(OutcomeKind.ACCEPTED, body)

@@ -436,6 +436,24 @@ def test_the_same_delivery_id_with_another_body_is_refused(
     assert response.json_body["error"] == "delivery_reused"
 
 
+def test_a_delivery_recorded_with_a_status_before_outcomes_had_kinds_replays_it(
+    corpus_stack: LocalStack, client: Any
+) -> None:
+    from chalicelib.bootstrap import container
+
+    body, headers = case("github/ping/1")
+    headers = with_delivery(headers, "github")
+    first = {"provider": "github", "delivery_id": headers["X-GitHub-Delivery"], "result": "x"}
+    container().webhooks.deliveries.once(  # the record's old shape: an HTTP status
+        f"github:{headers['X-GitHub-Delivery']}",
+        hashlib.sha256(body).hexdigest(),
+        lambda: {"status": 202, "body": first},
+    )
+    response = client.http.post("/webhooks/github", body=body, headers=headers)
+    assert (response.status_code, response.json_body) == (202, first)
+    assert deploy_count(corpus_stack) == 0
+
+
 def test_red_ci_deploys_nothing_and_says_so(corpus_stack: LocalStack, client: Any) -> None:
     body, headers = case("github/workflow_run/1")
     red = body.replace(b'"conclusion":"success"', b'"conclusion":"failure"')

@@ -19,8 +19,8 @@ from typing import Any, cast
 import pytest
 
 from chalicelib.config import parse_pipeline
+from chalicelib.domain.webhook_outcome import OutcomeKind, WebhookOutcome
 from chalicelib.services.webhooks import (
-    Answer,
     PushedHead,
     WebhookService,
     head_key,
@@ -70,13 +70,14 @@ class FakeDeliveries:
 class FakeDeploys:
     requests: list[dict[str, Any]] = field(default_factory=list)
     ids: Any = field(default_factory=itertools.count)
+    created: bool = True  # False: every request finds the same SHA already deploying
 
     def request(self, **kwargs: Any) -> tuple[Any, bool]:
         self.requests.append(kwargs)
         deploy = SimpleNamespace(
             deploy_id=f"d-{next(self.ids)}", status=SimpleNamespace(value="queued")
         )
-        return deploy, True
+        return deploy, self.created
 
 
 class FakeSecrets:
@@ -92,7 +93,7 @@ class World:
     deploys: FakeDeploys
     deliveries: Any = field(default_factory=lambda: itertools.count(1))
 
-    def github(self, event: str, payload: dict[str, Any]) -> Answer:
+    def github(self, event: str, payload: dict[str, Any]) -> WebhookOutcome:
         body = json.dumps(payload).encode()
         headers = {
             "Content-Type": "application/json",
@@ -102,7 +103,7 @@ class World:
         }
         return self.service.receive("github", body, headers)
 
-    def gitlab(self, event: str, payload: dict[str, Any]) -> Answer:
+    def gitlab(self, event: str, payload: dict[str, Any]) -> WebhookOutcome:
         headers = {
             "Content-Type": "application/json",
             "X-Gitlab-Event": event,
@@ -113,10 +114,10 @@ class World:
 
     def push(
         self, after: str, before: str = "", *, pushed_at: int | None = T, ref: str = "main"
-    ) -> Answer:
+    ) -> WebhookOutcome:
         return self.github("push", github_push(after, before, pushed_at=pushed_at, ref=ref))
 
-    def check_suite(self, sha: str, **changes: Any) -> Answer:
+    def check_suite(self, sha: str, **changes: Any) -> WebhookOutcome:
         return self.github("check_suite", check_suite(sha, **changes))
 
 
@@ -184,8 +185,8 @@ def workflow_run(sha: str, head_repository: str | None) -> dict[str, Any]:
     return payload
 
 
-def skipped(answer: Answer) -> list[str]:
-    assert answer.status == 200 and answer.body["result"] == "ignored", answer
+def skipped(answer: WebhookOutcome) -> list[str]:
+    assert answer.kind is OutcomeKind.IGNORED and answer.body["result"] == "ignored", answer
     return [o["skipped"] for o in answer.body.get("environments", [])]
 
 
@@ -195,7 +196,7 @@ def skipped(answer: Answer) -> list[str]:
 def test_ci_for_the_recorded_head_deploys_it(world: World) -> None:
     world.push(NEW, OLD)
     answer = world.check_suite(NEW)
-    assert answer.status == 202, answer
+    assert answer.kind is OutcomeKind.ACCEPTED, answer
     assert [(d["app"], d["environment"]) for d in answer.body["deploys"]] == [
         ("hello-world", "staging")
     ]
@@ -265,14 +266,14 @@ def test_a_workflow_run_from_a_fork_deploys_nothing_even_for_the_head_sha(
 def test_a_workflow_run_of_the_repositorys_own_head_deploys(world: World) -> None:
     world.heads.heads[head_key("github", "octo-org/octo-repo", "master")] = PushedHead(NEW, "", T)
     answer = world.github("workflow_run", workflow_run(NEW, "Octo-Org/Octo-Repo"))  # any case
-    assert answer.status == 202, answer
+    assert answer.kind is OutcomeKind.ACCEPTED, answer
     assert world.deploys.requests[0]["sha"] == NEW
 
 
 def test_red_ci_for_the_head_still_deploys_nothing(world: World) -> None:
     world.push(NEW, OLD)
     answer = world.check_suite(NEW, conclusion="failure")
-    assert answer.status == 200 and "CI concluded failure" in answer.body["reason"]
+    assert answer.kind is OutcomeKind.IGNORED and "CI concluded failure" in answer.body["reason"]
     assert world.deploys.requests == []
     assert world.heads.reads == 0  # decided before reading the head
 
@@ -289,8 +290,21 @@ def test_a_push_to_a_ci_gated_branch_records_its_head_and_deploys_nothing(world:
 
 def test_a_push_to_a_branch_no_environment_gates_on_ci_records_nothing(world: World) -> None:
     answer = world.push(NEW, OLD, ref="master")  # production deploys master on push
-    assert answer.status == 202
+    assert answer.kind is OutcomeKind.ACCEPTED
     assert world.heads.heads == {}
+
+
+def test_a_push_whose_sha_is_already_deploying_is_an_existing_outcome(world: World) -> None:
+    world.deploys.created = False
+    answer = world.push(NEW, OLD, ref="master")
+    assert answer.kind is OutcomeKind.EXISTING
+    assert answer.body["result"] == "deploy" and answer.body["deploys"][0]["existing"] is True
+
+
+def test_an_ignored_outcome_carries_its_reason(world: World) -> None:
+    answer = world.push(NEW, OLD, ref="feature")
+    assert answer.kind is OutcomeKind.IGNORED
+    assert answer.reason == answer.body["reason"] and "feature" in answer.reason
 
 
 def test_a_late_older_push_does_not_replace_the_newer_head_and_says_so(world: World) -> None:
@@ -305,7 +319,7 @@ def test_a_late_older_push_does_not_replace_the_newer_head_and_says_so(world: Wo
     assert skipped(world.check_suite(NEW)) == [
         f"CI passed for {NEW[:12]} but the head of main is {NEWER[:12]}"
     ]
-    assert world.check_suite(NEWER).status == 202
+    assert world.check_suite(NEWER).kind is OutcomeKind.ACCEPTED
 
 
 def test_the_same_push_delivered_twice_is_not_called_stale(world: World) -> None:
@@ -335,7 +349,7 @@ def test_gitlab_pushes_without_a_time_are_ordered_by_their_chain(world: World) -
     assert skipped(world.gitlab("Pipeline Hook", pipeline(NEW))) == [
         f"CI passed for {NEW[:12]} but the head of main is {NEWER[:12]}"
     ]
-    assert world.gitlab("Pipeline Hook", pipeline(NEWER)).status == 202
+    assert world.gitlab("Pipeline Hook", pipeline(NEWER)).kind is OutcomeKind.ACCEPTED
     assert [r["sha"] for r in world.deploys.requests] == [NEWER]
 
 
