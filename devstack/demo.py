@@ -127,6 +127,8 @@ def graphed(expected_succeeded: int) -> list[str]:
 
     import boto3
 
+    from chalicelib.adapters import metrics
+
     cloudwatch = boto3.client("cloudwatch")
     now = datetime.now(UTC)
     dims = [
@@ -135,9 +137,9 @@ def graphed(expected_succeeded: int) -> list[str]:
         {"Name": "environment", "Value": ENV},
     ]
     totals = {}
-    for metric in ("DeployFinished", "DeploySucceeded", "DeployFailed"):
+    for metric in (metrics.FINISHED, metrics.SUCCEEDED, metrics.FAILED):
         points = cloudwatch.get_metric_statistics(
-            Namespace="Roadie",
+            Namespace=metrics.NAMESPACE,
             MetricName=metric,
             Dimensions=dims,
             StartTime=now - timedelta(hours=1),
@@ -148,8 +150,8 @@ def graphed(expected_succeeded: int) -> list[str]:
         totals[metric] = int(sum(p["Sum"] for p in points))
     dashboards = [d["DashboardName"] for d in cloudwatch.list_dashboards()["DashboardEntries"]]
     print(f"\nCloudWatch Roadie metrics for {APP}/{ENV}: {totals}; dashboards: {dashboards}")
-    if totals["DeploySucceeded"] != expected_succeeded:
-        return [f"CloudWatch shows {totals['DeploySucceeded']} successful deploys"]
+    if totals[metrics.SUCCEEDED] != expected_succeeded:
+        return [f"CloudWatch shows {totals[metrics.SUCCEEDED]} successful deploys"]
     return []
 
 

@@ -164,6 +164,11 @@ def _tree_digest(paths: Iterable[str], *extra: str) -> str:
     return _digest(parts)
 
 
+def _tool_env() -> dict[str, str]:
+    """The environment for chalice and cfn-lint, which need a region (any: nothing is called)."""
+    return {**os.environ, "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"}
+
+
 def _chalice_bin() -> str:
     candidate = Path(sys.executable).with_name("chalice")
     return str(candidate) if candidate.exists() else "chalice"
@@ -234,8 +239,7 @@ def build_code(stage: str, cache: Path = DEFAULT_CACHE) -> Path:
         staged, out = Path(tmp) / "project", Path(tmp) / "out"
         staged.mkdir()
         _stage_code(staged)
-        env = {**os.environ, "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "")}
-        env["AWS_DEFAULT_REGION"] = env["AWS_DEFAULT_REGION"] or "us-east-1"
+        env = _tool_env()
         result = subprocess.run(
             [_chalice_bin(), "package", "--stage", stage, str(out)],
             cwd=staged,
@@ -343,7 +347,7 @@ def lint(package: Package) -> list[str]:
         capture_output=True,
         text=True,
         check=False,
-        env={**os.environ, "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1")},
+        env=_tool_env(),
     )
     if result.returncode != 0:
         problems.append(f"cfn-lint:\n{result.stdout}{result.stderr}")
