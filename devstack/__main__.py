@@ -14,8 +14,8 @@ def main(argv: list[str]) -> int:
     if command == "serve":
         from devstack.serve import main as serve
 
-        return serve()
-    print("usage: python -m devstack demo|serve", file=sys.stderr)
+        return serve(argv[1:])
+    print("usage: python -m devstack demo | serve [--fresh]", file=sys.stderr)
     return 2
 
 

@@ -9,10 +9,16 @@ threads run the SSM document's rendered script with bash, one sandbox directory 
 Fault switches (the local stack contract): if ``<host dir>/fault.<phase>`` exists, the host's
 script for that phase fails when the file says ``fail`` and hangs until its timeout when it says
 ``hang``.
+
+Each running script's process group is recorded in ``<hosts dir>/.agent/<pid>`` while it runs:
+``stop`` kills those groups (SIGTERM of ``make serve`` never waits for a hung script), and a
+restarted stack kills the ones a ``kill -9`` left behind (``reap_orphans``), as a real host's
+SSM agent reports a command cut by a reboot as failed instead of letting it run on unseen.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -42,6 +48,8 @@ class HostAgent:
         self.hosts_dir = hosts_dir
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="host-agent")
         self._stopping = threading.Event()
+        self._running: dict[int, Path] = {}  # pid (= process group) -> its record
+        self._running_lock = threading.Lock()
         self._original = SimpleSystemManagerBackend.send_command
         self.commands_run = 0
 
@@ -59,7 +67,32 @@ class HostAgent:
     def uninstall(self) -> None:
         SimpleSystemManagerBackend.send_command = self._original  # type: ignore[method-assign]
         self._stopping.set()
+        self.kill_running()
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def kill_running(self) -> int:
+        """Kill every script this agent is running (their whole process groups)."""
+        with self._running_lock:
+            pids = list(self._running)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        return len(pids)
+
+    def _track(self, proc: subprocess.Popen[str], instance_id: str, phase: str) -> None:
+        record = self.hosts_dir / ".agent" / str(proc.pid)
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(f"{proc.pid} {_start_time(proc.pid)} {instance_id} {phase}\n")
+        with self._running_lock:
+            self._running[proc.pid] = record
+        if self._stopping.is_set():  # stopped while it was being started
+            self.kill_running()
+
+    def _untrack(self, pid: int) -> None:
+        with self._running_lock:
+            record = self._running.pop(pid, None)
+        if record is not None:
+            record.unlink(missing_ok=True)
 
     def host_dir(self, instance_id: str) -> Path:
         return self.hosts_dir / instance_id
@@ -169,12 +202,15 @@ class HostAgent:
             text=True,
             start_new_session=True,
         ) as proc:
+            self._track(proc, instance_id, phase)
             try:
                 out, err = proc.communicate(timeout=timeout)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 out, err = proc.communicate()
                 return "TimedOut", -1, out, err + f"\nexecution timed out after {timeout}s"
+            finally:
+                self._untrack(proc.pid)
         status = "Success" if proc.returncode == 0 else "Failed"
         return status, proc.returncode, out, err
 
@@ -187,6 +223,35 @@ INSTANCE_PROFILE_VARIABLES = (
     "AWS_DEFAULT_REGION",
     "AWS_REGION",
 )
+
+
+def _start_time(pid: int) -> str:
+    """The process's start time in clock ticks since boot (tells a reused pid apart)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "?"
+    return stat.rsplit(")", 1)[-1].split()[19]
+
+
+def reap_orphans(hosts_dir: Path) -> list[str]:
+    """Kill the scripts a previous, killed stack left running; returns what was killed."""
+    killed = []
+    records = hosts_dir / ".agent"
+    for record in sorted(records.glob("*")) if records.is_dir() else []:
+        try:
+            pid_text, started, instance_id, phase = (record.read_text().split() + ["?"] * 4)[:4]
+            pid = int(pid_text)
+        except (OSError, ValueError):
+            record.unlink(missing_ok=True)
+            continue
+        # only the same process (same start time), never another one that got its pid since
+        if started != "?" and _start_time(pid) == started:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+                killed.append(f"{instance_id} {phase} (pid {pid})")
+        record.unlink(missing_ok=True)
+    return killed
 
 
 def reset_hosts_dir(hosts_dir: Path) -> None:

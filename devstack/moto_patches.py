@@ -141,6 +141,7 @@ def _cached_client(region: str, service: str, state_credentials: Any = None) -> 
 
 
 _dynamodb_lock = threading.RLock()
+dynamodb_lock = _dynamodb_lock  # the persistence journal writes under it (devstack/persist.py)
 
 
 def _serialised(method: Callable[..., Any]) -> Callable[..., Any]:

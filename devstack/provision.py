@@ -233,25 +233,33 @@ def launch_hosts(
     hosts_dir: Path,
     state_dir: Path,
     host_counts: Mapping[str, int],
+    known: Mapping[str, list[dict[str, str]]] | None = None,
 ) -> dict[str, list[dict[str, str]]]:
-    """EC2 instances tagged as each environment's ``hosts.tags`` finds them, one sandbox each."""
+    """EC2 instances tagged as each environment's ``hosts.tags`` finds them, one sandbox each.
+
+    ``known`` ("app#env" -> hosts a previous run launched): those instances come back with the
+    same ids (and so the same names and sandboxes), as a stopped fleet starts again."""
+    from devstack.persist import instance_ids
+
     ec2 = clients(region).client("ec2")
     hosts: dict[str, list[dict[str, str]]] = {}
     for app_name, app_config in pipeline.apps.items():
         for env_name, env in app_config.environments.items():
             count = host_counts.get(env_name, 2)
-            response = ec2.run_instances(
-                ImageId=AMI,
-                MinCount=count,
-                MaxCount=count,
-                InstanceType="t3.small",
-                TagSpecifications=[
-                    {
-                        "ResourceType": "instance",
-                        "Tags": [{"Key": k, "Value": v} for k, v in env.host_tags.items()],
-                    }
-                ],
-            )
+            before = (known or {}).get(f"{app_name}#{env_name}", [])
+            with instance_ids(sorted(h["instance_id"] for h in before)[:count]):
+                response = ec2.run_instances(
+                    ImageId=AMI,
+                    MinCount=count,
+                    MaxCount=count,
+                    InstanceType="t3.small",
+                    TagSpecifications=[
+                        {
+                            "ResourceType": "instance",
+                            "Tags": [{"Key": k, "Value": v} for k, v in env.host_tags.items()],
+                        }
+                    ],
+                )
             found = []
             for index, instance in enumerate(
                 sorted(response["Instances"], key=lambda i: i["InstanceId"]), start=1

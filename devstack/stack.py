@@ -1,6 +1,9 @@
 """The local stack in one process: moto server, host agent, provisioning and the HTTP API.
 
-Defaults (printed at start) come from the local stack contract's environment variables.
+Defaults (printed at start, secrets masked) come from the local stack contract's environment
+variables. With ``StackOptions.persist`` (``make serve``) the stack keeps its state in
+``ROADIE_STATE_DIR`` across restarts (see devstack/persist.py); ``ROADIE_FRESH=1`` or
+``make clean`` starts it empty.
 """
 
 from __future__ import annotations
@@ -8,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import threading
@@ -28,7 +32,15 @@ DEFAULTS = {
     "ROADIE_HOSTS_DIR": "",  # default: $ROADIE_STATE_DIR/hosts
     "ROADIE_CONFIG": "",  # default: the bundled chalicelib/pipeline.toml
     "ROADIE_PORT": "8000",
+    "ROADIE_FRESH": "",  # 1: start `make serve` from an empty state (as after `make clean`)
+    "ROADIE_RECONCILE_SECONDS": "10",  # how often `make serve` runs the reconciler
 }
+SECRETS = (
+    "ROADIE_API_TOKEN",
+    "ROADIE_GITHUB_SECRET",
+    "ROADIE_GITLAB_TOKEN",
+    "ROADIE_BITBUCKET_SECRET",
+)
 HOST_COUNTS = {"production": 5, "staging": 2}
 STAGE = "dev"
 REGION = "us-east-1"
@@ -53,6 +65,9 @@ class StackOptions:
     wait_scale: float = 0.05
     poll_seconds: int = 1
     host_counts: dict[str, int] = field(default_factory=lambda: dict(HOST_COUNTS))
+    persist: bool = False  # keep state in state_dir across restarts (make serve)
+    fresh: bool = False  # with persist: throw the kept state away first
+    reconcile_seconds: float = 10.0
 
     @classmethod
     def from_env(cls, **overrides: Any) -> StackOptions:
@@ -67,21 +82,35 @@ class StackOptions:
             hosts_dir=Path(env["ROADIE_HOSTS_DIR"] or state_dir / "hosts").resolve(),
             config=env["ROADIE_CONFIG"],
             port=int(env["ROADIE_PORT"]),
+            fresh=env["ROADIE_FRESH"].strip().lower() in {"1", "true", "yes"},
+            reconcile_seconds=float(env["ROADIE_RECONCILE_SECONDS"]),
         )
         for key, value in overrides.items():
             setattr(options, key, value)
         return options
 
     def describe(self) -> list[str]:
+        """The settings banner; secrets are masked (never a character of one is printed)."""
+        values = (self.api_token, self.github_secret, self.gitlab_token, self.bitbucket_secret)
+        masked = [
+            f"{name}=****** ("
+            + ("the documented default" if value == DEFAULTS[name] else f"set, {len(value)} chars")
+            + ")"
+            for name, value in zip(SECRETS, values, strict=True)
+        ]
+        if not self.persist:
+            kept = "(not kept: this run starts empty)"
+        elif self.fresh:
+            kept = "(ROADIE_FRESH=1: starting empty)"
+        else:
+            kept = "(kept across restarts; ROADIE_FRESH=1 or make clean starts empty)"
         return [
-            f"ROADIE_API_TOKEN={self.api_token}",
-            f"ROADIE_GITHUB_SECRET={self.github_secret}",
-            f"ROADIE_GITLAB_TOKEN={self.gitlab_token}",
-            f"ROADIE_BITBUCKET_SECRET={self.bitbucket_secret}",
-            f"ROADIE_STATE_DIR={self.state_dir}",
+            *masked,
+            f"ROADIE_STATE_DIR={self.state_dir} {kept}",
             f"ROADIE_HOSTS_DIR={self.hosts_dir}",
             f"ROADIE_CONFIG={self.config or '(bundled chalicelib/pipeline.toml)'}",
             f"ROADIE_PORT={self.port}",
+            f"ROADIE_RECONCILE_SECONDS={self.reconcile_seconds:g}",
         ]
 
 
@@ -99,6 +128,8 @@ class LocalStack:
         self.provisioned: Any = None
         self.package: Any = None  # the infra.package.Package the stack was deployed from
         self.sources: Any = None
+        self.journal: Any = None  # devstack.persist.Journal while the stack persists
+        self.restored: list[str] = []  # what start() found and kept (for the banner)
 
     def _set_environment(self) -> None:
         o = self.options
@@ -135,8 +166,26 @@ class LocalStack:
         self._server.start()
         self._agent = HostAgent(self.options.hosts_dir)
         self._agent.install()
-        self.reset()
+        if self.options.persist:
+            self._start_kept()
+        else:
+            self.reset()
         return self
+
+    def _start_kept(self) -> None:
+        """Provision again and put back what the previous run kept (or start empty if fresh)."""
+        from devstack import persist
+        from devstack.hostagent import reap_orphans
+
+        o = self.options
+        o.state_dir.mkdir(parents=True, exist_ok=True)
+        self.journal = persist.Journal(o.state_dir / "aws" / "dynamodb.journal")
+        if o.fresh:
+            persist.wipe(o.state_dir, o.hosts_dir)
+        for orphan in reap_orphans(o.hosts_dir):
+            self.restored.append(f"killed a host script the previous run left running: {orphan}")
+        o.hosts_dir.mkdir(parents=True, exist_ok=True)
+        self._provision(config=None, host_counts=None, keep=True)
 
     def _configure_moto(self) -> None:
         requests.post(
@@ -154,11 +203,16 @@ class LocalStack:
         """Wipe AWS state and hosts and deploy the packaged template again; ``config`` picks
         another pipeline config (None: the stack's own), ``host_counts`` the hosts per
         environment name."""
+        self._provision(config=config, host_counts=host_counts, keep=False)
+
+    def _provision(
+        self, *, config: str | None, host_counts: dict[str, int] | None, keep: bool
+    ) -> None:
         from aws_lambda_powertools.utilities import parameters
 
         from chalicelib import bootstrap
         from chalicelib.config import BUNDLED_CONFIG
-        from devstack import moto_patches
+        from devstack import moto_patches, persist
         from devstack.hostagent import reset_hosts_dir
         from devstack.provision import deploy_package, launch_hosts, put_secrets
         from devstack.shop_repo import create_shop_repo
@@ -175,13 +229,21 @@ class LocalStack:
             local=True,
         )
         self.package = package
+        if self.journal is not None:
+            self.journal.close()
+            persist.journal_to(None)  # the replay below must not journal itself again
         requests.post(f"{self.endpoint}/moto-api/reset", timeout=30).raise_for_status()
         self._configure_moto()
         parameters.clear_caches()
-        reset_hosts_dir(self.options.hosts_dir)
-        db_dir = self.options.state_dir / "db"
-        if db_dir.exists():
-            shutil.rmtree(db_dir)
+        hosts_file = self.options.state_dir / "hosts.json"
+        if not keep:
+            reset_hosts_dir(self.options.hosts_dir)
+            db_dir = self.options.state_dir / "db"
+            if db_dir.exists():
+                shutil.rmtree(db_dir)
+            if self.journal is not None:
+                self.journal.path.unlink(missing_ok=True)
+                hosts_file.unlink(missing_ok=True)
         self.sources = create_shop_repo(self.options.state_dir / "sources" / "shop")
         self.provisioned = deploy_package(
             package,
@@ -217,7 +279,30 @@ class LocalStack:
             hosts_dir=self.options.hosts_dir,
             state_dir=self.options.state_dir,
             host_counts=self.options.host_counts if host_counts is None else host_counts,
+            known=persist.load_hosts(hosts_file) if keep else None,
         )
+        if self.journal is not None:
+            self._restore_dynamodb(replay=keep)
+            persist.save_hosts(hosts_file, self.provisioned.hosts)
+
+    def _restore_dynamodb(self, *, replay: bool) -> None:
+        """Replay the journal onto the new tables, compact it, and journal from now on."""
+        from devstack import persist
+        from devstack.provision import clients
+
+        journal = self.journal
+        if replay and journal.path.exists():
+            applied, refused = journal.replay(self.endpoint)
+            if applied or refused:
+                self.restored.append(
+                    f"DynamoDB: replayed {applied} writes from {journal.path}"
+                    + (f" ({refused} refused)" if refused else "")
+                )
+        items = journal.compact(persist.scan_tables(clients(REGION).client("dynamodb")))
+        journal.open()
+        persist.journal_to(journal)
+        if replay and items:
+            self.restored.append(f"DynamoDB: {items} items kept (journal compacted)")
 
     def describe_provisioning(self) -> str:
         """One line: which package the stack was deployed from and what it made."""
@@ -295,9 +380,16 @@ class LocalStack:
         self._api_thread = threading.Thread(target=self._api.serve_forever, daemon=True)
         self._api_thread.start()
         logging.getLogger("chalice").setLevel(logging.WARNING)
+        ChaliceRequestHandler.log_message = _access_log  # type: ignore[method-assign]
         return f"http://127.0.0.1:{actual}"
 
+    def kill_host_scripts(self) -> int:
+        """Kill every host script running now (the first thing a stop does)."""
+        return int(self._agent.kill_running()) if self._agent is not None else 0
+
     def stop(self) -> None:
+        if self._agent is not None:
+            self._agent.kill_running()
         if self._api is not None:
             self._api.shutdown()
             self._api.server.server_close()
@@ -305,3 +397,21 @@ class LocalStack:
             self._agent.uninstall()
         if self._server is not None:
             self._server.stop()
+        if self.journal is not None:
+            from devstack import persist
+
+            persist.journal_to(None)
+            self.journal.close()
+
+
+_QUERY = re.compile(r"\?[^\s'\"]*")
+
+
+def _access_log(handler: Any, format: str, *args: Any) -> None:
+    """The local server's access and error log, with paths only: a query string can carry a
+    token (``?access_token=...``), so it is dropped; headers are never logged."""
+    import sys
+
+    message = _QUERY.sub("", format % args)
+    when = handler.log_date_time_string()
+    sys.stderr.write(f"{handler.address_string()} - - [{when}] {message}\n")

@@ -10,6 +10,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from ..domain.contract import EXECUTION_GONE
 from ..domain.errors import ConflictError, UnavailableError
 from ..domain.model import Host, HostStatus
 
@@ -150,6 +151,8 @@ class Executions:
         try:
             return str(self._sfn().describe_execution(executionArn=execution_arn)["status"])
         except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ExecutionDoesNotExist":
+                return EXECUTION_GONE  # e.g. the local stack restarted: its executions are lost
             raise AwsError(f"DescribeExecution failed: {exc}") from exc
 
     def stop(self, execution_arn: str, cause: str) -> None:

@@ -17,6 +17,10 @@ from typing import Any
 from .model import DeployStatus
 from .rollout import RolloutPlan
 
+# what the orchestrator answers for an execution it no longer knows (ExecutionDoesNotExist: the
+# local stack restarted, or the history expired): the reconciler treats it as a stopped one
+EXECUTION_GONE = "GONE"
+
 
 class RouteState(StrEnum):
     """Where the rollout goes after a poll (or a recover): the ``Route`` Choice's cases."""

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Protocol
 
 from ..domain import lifecycle
-from ..domain.contract import ExecutionInput
+from ..domain.contract import EXECUTION_GONE, ExecutionInput
 from ..domain.model import Deploy, DeployStatus, Host, HostCommand, Phase
 from ..domain.pipeline import EnvironmentConfig, PipelineConfig
 from ..domain.rollout import RolloutPlan, Step
@@ -84,6 +84,8 @@ class Reconciler:
 
     def _recover(self, deploy: Deploy, execution_status: str | None) -> str:
         what = f"its execution is {execution_status}" if execution_status else "its lease expired"
+        if execution_status == EXECUTION_GONE:
+            what = "its execution no longer exists (the orchestrator lost it: a restart)"
         now = iso(self.clock())
         if deploy.phase in NOTHING_SWITCHED or deploy.execution_arn is None:
 
