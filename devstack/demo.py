@@ -155,8 +155,19 @@ def graphed(expected_succeeded: int) -> list[str]:
     return []
 
 
-def main() -> int:
+def demo_options() -> StackOptions:
+    """The demo runs on a fresh state of its own, ``$ROADIE_STATE_DIR/demo`` (hosts inside it
+    unless ``ROADIE_HOSTS_DIR`` is set): it proves two deploys from nothing, each migration
+    applied once, run after run, and it never touches what ``make serve`` keeps."""
     options = StackOptions.from_env()
+    options.state_dir = options.state_dir / "demo"
+    if not os.environ.get("ROADIE_HOSTS_DIR"):
+        options.hosts_dir = options.state_dir / "hosts"
+    return options
+
+
+def main() -> int:
+    options = demo_options()
     print("Roadie local stack; settings:")
     for line in options.describe():
         print(f"  {line}")
@@ -165,8 +176,8 @@ def main() -> int:
     try:
         from chalice.local import ChaliceRequestHandler
 
-        ChaliceRequestHandler.log_message = _quiet  # type: ignore[method-assign]
         url = stack.start_api(port=0)
+        ChaliceRequestHandler.log_message = _quiet  # type: ignore[method-assign]
         print(f"API on {url}; moto on {stack.endpoint}")
         print(stack.describe_provisioning() + "\n")
         api = Api(url, options.api_token)
