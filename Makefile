@@ -12,7 +12,9 @@ REGION ?= $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),us-east-1)
 
 help:
 	@echo "make demo   - run the main job: two deploys of the sample app on the embedded stack"
+	@echo "             (on a fresh state of its own, \$${ROADIE_STATE_DIR:-.roadie}/demo)"
 	@echo "make serve  - keep the embedded stack + HTTP API up on 127.0.0.1:\$${ROADIE_PORT:-8000}"
+	@echo "             (state kept in \$${ROADIE_STATE_DIR:-.roadie} across restarts; ROADIE_FRESH=1 or make clean starts empty)"
 	@echo "make test   - every test, lint and type check"
 	@echo "make bench  - benchmarks (print ratios; see bench/README.md)"
 	@echo "make package [STAGE=dev] [CONFIG=infra/pipeline.example.toml]"

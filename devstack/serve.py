@@ -8,6 +8,7 @@ seconds the process exits anyway (the journal is written line by line, so nothin
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -47,15 +48,17 @@ class Stopper:
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
         if self.requested.is_set():
-            _exit(1, "second signal: exiting now")
+            os.write(1, b"second signal: exiting now\n")
+            os._exit(1)
         self._signalled_at = time.monotonic()
         self.requested.set()
-        print(f"Stopping ({signal.Signals(signum).name})...", flush=True)
-        if self.stack is not None:
-            self.stack.kill_host_scripts()  # nothing may keep a script (or us) waiting
+        # no print and no lock here: the main thread may hold either when the signal lands
+        os.write(1, f"Stopping ({signal.Signals(signum).name})...\n".encode())
         threading.Thread(target=self._watchdog, name="stop-watchdog", daemon=True).start()
 
     def _watchdog(self) -> None:
+        if self.stack is not None:  # nothing may keep a script (or us) waiting
+            threading.Thread(target=self.stack.kill_host_scripts, daemon=True).start()
         time.sleep(self.deadline)
         _exit(0, f"still stopping after {self.deadline:g}s: exiting anyway")
 
@@ -76,9 +79,10 @@ class Stopper:
 
 
 def _exit(code: int, message: str) -> None:
-    print(message, flush=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    with contextlib.suppress(Exception):  # a stuck or closed stream must not keep us alive
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os.write(1, (message + "\n").encode())
     os._exit(code)
 
 
