@@ -7,7 +7,8 @@ One scenario, in order, shares two processes (each start provisions the stack: ~
    once batch 1 switched: a mixed fleet, as a dropped laptop leaves it;
 2. serve #2: v1's record, the hosts (same ids) and the migration log are still there; the
    reconciler finds v2's execution gone and rolls every host back: one release. Then v2 with a
-   hung migration, and SIGTERM stops serve within the 10 s goal.
+   migration really hanging (the test holds the database locked), and SIGTERM stops serve
+   within the 10 s goal, killing the script.
 Then every output (logs, the whole state dir, every response) is searched for the secrets.
 """
 
@@ -254,15 +255,32 @@ def test_kill_9_mid_rollout_then_restart_keeps_state_and_ends_on_one_release(
     assert environment["running_deploy_id"] is None
 
 
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z"
+
+
 def test_sigterm_stops_serve_within_10s_while_a_migration_hangs(serve: Serve) -> None:
-    hung = serve.fault("shop-production-1", "migrate")  # the migration host
-    deploy_id = serve.deploy(ref="main")
-    serve.until(deploy_id, lambda r: r["phase"] == "migrating")
-    took = serve.stop(signal.SIGTERM)
-    print(f"serve stopped {took:.2f}s after SIGTERM, a migration hanging")
-    assert serve.proc is not None and serve.proc.returncode == 0
-    assert took < STOP_GOAL
-    hung.unlink()
+    # a real hung script: the migration waits (30 s) for the database this test holds locked
+    with sqlite3.connect(serve.state / "db" / "shop-production.sqlite3") as lock:
+        lock.execute("BEGIN EXCLUSIVE")
+        deploy_id = serve.deploy(ref="main")
+        serve.until(deploy_id, lambda r: r["phase"] == "migrating")
+        records = serve.state / "hosts" / ".agent"
+        deadline = time.monotonic() + 30
+        while not list(records.glob("*")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        scripts = [int(p.name) for p in records.glob("*")]
+        assert scripts and all(alive(pid) for pid in scripts)
+        took = serve.stop(signal.SIGTERM)
+        print(f"serve stopped {took:.2f}s after SIGTERM, a migration hanging")
+        assert serve.proc is not None and serve.proc.returncode == 0
+        assert took < STOP_GOAL
+        assert not [pid for pid in scripts if alive(pid)]  # no script left running
+        lock.rollback()
 
 
 def test_no_secret_in_any_log_state_file_or_response(serve: Serve) -> None:
