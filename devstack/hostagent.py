@@ -9,10 +9,15 @@ threads run the SSM document's rendered script with bash, one sandbox directory 
 Fault switches (the local stack contract): if ``<host dir>/fault.<phase>`` exists, the host's
 script for that phase fails when the file says ``fail`` and hangs until its timeout when it says
 ``hang``.
+
+``CancelCommand`` (moto_patches) stops an invocation as the SSM agent does: one not started
+never runs, a running script's whole process group is killed (a hang ends too), and the
+invocation ends ``Cancelled`` with the output so far.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -37,6 +42,34 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
+class _Run:
+    """One invocation the agent runs or will run: what a cancel needs to stop it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.cancelled = False
+        self.wake = threading.Event()  # ends an injected hang: a cancel, or the agent stopping
+        self.proc: subprocess.Popen[str] | None = None
+
+    def cancel(self) -> None:
+        with self.lock:
+            self.cancelled = True
+            self.wake.set()
+            if self.proc is not None:
+                _kill_group(self.proc)
+
+    def started(self, proc: subprocess.Popen[str]) -> None:
+        with self.lock:
+            self.proc = proc
+            if self.cancelled:
+                _kill_group(proc)
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
 class HostAgent:
     def __init__(self, hosts_dir: Path, workers: int = 16) -> None:
         self.hosts_dir = hosts_dir
@@ -44,6 +77,8 @@ class HostAgent:
         self._stopping = threading.Event()
         self._original = SimpleSystemManagerBackend.send_command
         self.commands_run = 0
+        self._runs: dict[tuple[str, str], _Run] = {}  # (command id, instance id), until done
+        self._runs_lock = threading.Lock()
 
     def install(self) -> None:
         agent = self
@@ -55,10 +90,25 @@ class HostAgent:
             return command
 
         SimpleSystemManagerBackend.send_command = send_command  # type: ignore[method-assign,assignment]
+        cancel = SimpleSystemManagerBackend.cancel_command  # type: ignore[attr-defined]
+        self._original_cancel = cancel
+
+        def cancel_command(backend: SimpleSystemManagerBackend, *args: Any, **kwargs: Any) -> Any:
+            command = cancel(backend, *args, **kwargs)
+            agent.cancel(command)
+            return command
+
+        SimpleSystemManagerBackend.cancel_command = cancel_command  # type: ignore[attr-defined]
 
     def uninstall(self) -> None:
         SimpleSystemManagerBackend.send_command = self._original  # type: ignore[method-assign]
+        if hasattr(self, "_original_cancel"):
+            SimpleSystemManagerBackend.cancel_command = self._original_cancel  # type: ignore[attr-defined]
         self._stopping.set()
+        with self._runs_lock:
+            runs = list(self._runs.values())
+        for run in runs:
+            run.wake.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def host_dir(self, instance_id: str) -> Path:
@@ -84,6 +134,9 @@ class HostAgent:
         # a document CloudFormation created keeps its Content as the template's object in moto
         document = content if isinstance(content, dict) else json.loads(content)
         params = {name: values[0] for name, values in command.parameters.items()}
+        with self._runs_lock:
+            for invocation in command.invocations:
+                self._runs[(command.command_id, invocation["InstanceId"])] = _Run()
         futures = [
             self._pool.submit(self._run_host, command, invocation, document, params)
             for invocation in command.invocations
@@ -97,12 +150,28 @@ class HostAgent:
             command.error_count = sum(1 for s in statuses if s != "Success")
             if all(s == "Success" for s in statuses):
                 command.status = command.status_details = "Success"
+            elif any(s == "Cancelled" for s in statuses):
+                command.status = command.status_details = "Cancelled"
             elif any(s == "TimedOut" for s in statuses):
                 command.status = command.status_details = "TimedOut"
             else:
                 command.status = command.status_details = "Failed"
 
         self._pool.submit(finish) if futures else finish()
+
+    def cancel(self, command: Command) -> None:
+        """Stop every invocation of ``command`` that moto's CancelCommand marked: one not
+        started never runs, a running script is killed with its process group."""
+        marked = {
+            inv["InstanceId"]
+            for inv in command.invocations
+            if inv["Status"] in ("Cancelled", "Cancelling")
+        }
+        with self._runs_lock:
+            runs = [self._runs.get((command.command_id, host)) for host in marked]
+        for run in runs:
+            if run is not None:
+                run.cancel()
 
     def _run_host(
         self,
@@ -112,12 +181,35 @@ class HostAgent:
         params: dict[str, str],
     ) -> None:
         instance_id = invocation["InstanceId"]
+        key = (command.command_id, instance_id)
+        with self._runs_lock:
+            run = self._runs.get(key) or _Run()
+        try:
+            self._run_invocation(run, invocation, document, params)
+        finally:
+            with self._runs_lock:
+                self._runs.pop(key, None)
+
+    def _run_invocation(
+        self,
+        run: _Run,
+        invocation: dict[str, Any],
+        document: dict[str, Any],
+        params: dict[str, str],
+    ) -> None:
+        instance_id = invocation["InstanceId"]
         started = time.monotonic()
-        invocation.update(
-            Status="InProgress", StatusDetails="InProgress", ExecutionStartDateTime=_now()
-        )
+        with run.lock:
+            if run.cancelled:  # cancelled while it waited for a worker: never runs
+                invocation.update(
+                    Status="Cancelled", StatusDetails="Cancelled", ExecutionEndDateTime=_now()
+                )
+                return
+            invocation.update(
+                Status="InProgress", StatusDetails="InProgress", ExecutionStartDateTime=_now()
+            )
         timeout = int(params.get("executionTimeout") or 600)
-        status, code, out, err = self._execute(instance_id, document, params, timeout)
+        status, code, out, err = self._execute(instance_id, document, params, timeout, run)
         self.commands_run += 1
         elapsed = int(time.monotonic() - started)
         invocation.update(
@@ -131,7 +223,12 @@ class HostAgent:
         )
 
     def _execute(
-        self, instance_id: str, document: dict[str, Any], params: dict[str, str], timeout: int
+        self,
+        instance_id: str,
+        document: dict[str, Any],
+        params: dict[str, str],
+        timeout: int,
+        run: _Run,
     ) -> tuple[str, int, str, str]:
         host = self.host_dir(instance_id)
         if not host.is_dir():
@@ -141,7 +238,8 @@ class HostAgent:
         if fault.exists():
             kind = fault.read_text().strip()
             if kind == "hang":
-                self._stopping.wait(timeout)
+                if run.wake.wait(timeout) and run.cancelled:
+                    return "Cancelled", -1, "", f"injected fault: {phase} hung until cancelled"
                 return "TimedOut", -1, "", f"injected fault: {phase} hung past {timeout}s"
             if kind == "fail":
                 return "Failed", 1, "", f"injected fault: {phase} failed on {instance_id}"
@@ -169,12 +267,15 @@ class HostAgent:
             text=True,
             start_new_session=True,
         ) as proc:
+            run.started(proc)
             try:
                 out, err = proc.communicate(timeout=timeout)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+                _kill_group(proc)
                 out, err = proc.communicate()
                 return "TimedOut", -1, out, err + f"\nexecution timed out after {timeout}s"
+        if run.cancelled:
+            return "Cancelled", -1, out, err + "\nexecution cancelled (CancelCommand)"
         status = "Success" if proc.returncode == 0 else "Failed"
         return status, proc.returncode, out, err
 
