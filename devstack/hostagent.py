@@ -274,7 +274,7 @@ class HostAgent:
                 _kill_group(proc)
                 out, err = proc.communicate()
                 return "TimedOut", -1, out, err + f"\nexecution timed out after {timeout}s"
-        if run.cancelled:
+        if run.cancelled and proc.returncode != 0:  # killed (a script that ended 0 stands)
             return "Cancelled", -1, out, err + "\nexecution cancelled (CancelCommand)"
         status = "Success" if proc.returncode == 0 else "Failed"
         return status, proc.returncode, out, err

@@ -13,7 +13,7 @@ from chalicelib.domain.rollout import RolloutPlan
 from chalicelib.services.clock import iso
 
 from .fakes import FakeHostCommands
-from .test_rollout_service import OLD_SHA, World, cursor_of, make_world
+from .test_rollout_service import OLD_SHA, SHA, World, cursor_of, make_world
 
 BOB = Requester("bob", "api")
 
@@ -156,3 +156,15 @@ def test_a_cancel_command_error_leaves_the_cancel_recorded_for_poll_to_retry() -
     world.dispatch(0)
     asked = cancel(world)
     assert asked.cancel_requested_by == "bob" and asked.status is DeployStatus.RUNNING
+
+
+def test_a_cancelled_contract_migration_ends_cancelled_with_the_new_release_live(
+    world: World,
+) -> None:
+    wave = world.dispatch(cursor_of(world, "post_migrate"))
+    cancel(world)
+    assert world.commands.cancels == wave["command_ids"]
+    assert world.poll(wave)["state"] == "cancelled"  # every host runs SHA: nothing to roll back
+    world.finish("cancelled")
+    assert world.deploy().status is DeployStatus.CANCELLED
+    assert (world.env().current_sha, world.env().lock_deploy_id) == (SHA, None)
