@@ -90,6 +90,7 @@ class HostAgent:
             return command
 
         SimpleSystemManagerBackend.send_command = send_command  # type: ignore[method-assign,assignment]
+        # moto has no CancelCommand: moto_patches.install() (run first) adds SSM's semantics
         cancel = SimpleSystemManagerBackend.cancel_command  # type: ignore[attr-defined]
         self._original_cancel = cancel
 
