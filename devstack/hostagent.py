@@ -65,6 +65,21 @@ class _Run:
                 _kill_group(proc)
 
 
+def _settle(command: Command) -> None:
+    """The command's status and counts once every invocation has ended."""
+    statuses = [inv["Status"] for inv in command.invocations]
+    command.completed_count = len(statuses)
+    command.error_count = sum(1 for s in statuses if s != "Success")
+    if all(s == "Success" for s in statuses):
+        command.status = command.status_details = "Success"
+    elif any(s == "Cancelled" for s in statuses):
+        command.status = command.status_details = "Cancelled"
+    elif any(s == "TimedOut" for s in statuses):
+        command.status = command.status_details = "TimedOut"
+    else:
+        command.status = command.status_details = "Failed"
+
+
 def _kill_group(proc: subprocess.Popen[str]) -> None:
     with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
         os.killpg(proc.pid, signal.SIGKILL)
@@ -94,9 +109,16 @@ class HostAgent:
         cancel = SimpleSystemManagerBackend.cancel_command  # type: ignore[attr-defined]
         self._original_cancel = cancel
 
-        def cancel_command(backend: SimpleSystemManagerBackend, *args: Any, **kwargs: Any) -> Any:
-            command = cancel(backend, *args, **kwargs)
-            agent.cancel(command)
+        def cancel_command(
+            backend: SimpleSystemManagerBackend,
+            command_id: str,
+            instance_ids: list[str] | None = None,
+        ) -> Any:
+            command = cancel(backend, command_id, instance_ids)
+            agent.cancel(command, instance_ids)
+            busy = ("Pending", "InProgress", "Cancelling")
+            if not any(inv["Status"] in busy for inv in command.invocations):
+                _settle(command)  # every invocation had ended: moto's "Cancelling" must not stay
             return command
 
         SimpleSystemManagerBackend.cancel_command = cancel_command  # type: ignore[attr-defined]
@@ -146,30 +168,20 @@ class HostAgent:
         def finish() -> None:
             for future in futures:
                 future.result()
-            statuses = [inv["Status"] for inv in command.invocations]
-            command.completed_count = len(statuses)
-            command.error_count = sum(1 for s in statuses if s != "Success")
-            if all(s == "Success" for s in statuses):
-                command.status = command.status_details = "Success"
-            elif any(s == "Cancelled" for s in statuses):
-                command.status = command.status_details = "Cancelled"
-            elif any(s == "TimedOut" for s in statuses):
-                command.status = command.status_details = "TimedOut"
-            else:
-                command.status = command.status_details = "Failed"
+            _settle(command)
 
         self._pool.submit(finish) if futures else finish()
 
-    def cancel(self, command: Command) -> None:
-        """Stop every invocation of ``command`` that moto's CancelCommand marked: one not
-        started never runs, a running script is killed with its process group."""
-        marked = {
-            inv["InstanceId"]
-            for inv in command.invocations
-            if inv["Status"] in ("Cancelled", "Cancelling")
-        }
+    def cancel(self, command: Command, instance_ids: list[str] | None = None) -> None:
+        """Stop ``command`` on ``instance_ids`` (None: every host): an invocation not started
+        never runs, a running script is killed with its process group, a finished one (no
+        longer tracked) keeps its result."""
         with self._runs_lock:
-            runs = [self._runs.get((command.command_id, host)) for host in marked]
+            runs = [
+                self._runs.get((command.command_id, inv["InstanceId"]))
+                for inv in command.invocations
+                if not instance_ids or inv["InstanceId"] in instance_ids
+            ]
         for run in runs:
             if run is not None:
                 run.cancel()
