@@ -206,7 +206,12 @@ def _install_sleeping_agent(workers: int, t_host: float, t_stage: float, t_migra
                 host.runs += 1
 
         def _execute(
-            self, instance_id: str, document: dict[str, Any], params: dict[str, str], timeout: int
+            self,
+            instance_id: str,
+            document: dict[str, Any],
+            params: dict[str, str],
+            timeout: int,
+            run: Any,
         ) -> tuple[str, int, str, str]:
             if not self.host_dir(instance_id).is_dir():
                 return "Failed", 1, "", f"host agent: no sandbox for {instance_id}"

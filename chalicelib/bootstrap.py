@@ -96,6 +96,7 @@ class Container:
             ),
             environments=self.environments,
             launcher=self.launcher,
+            commands=self.host_commands,
         )
 
     @cached_property
@@ -137,11 +138,15 @@ class Container:
         )
 
     @cached_property
+    def host_commands(self) -> HostCommands:
+        return HostCommands(partial(self.client, "ssm"), self.settings.ssm_document)
+
+    @cached_property
     def rollout(self) -> RolloutService:
         return RolloutService(
             deploys=self.deploy_repository,
             host_results=self.host_results,
-            commands=HostCommands(partial(self.client, "ssm"), self.settings.ssm_document),
+            commands=self.host_commands,
             metrics=self.metrics,
             lease=self.environments,
             handover=self.launcher,

@@ -170,8 +170,8 @@ def cancel_line(summary: Mapping[str, Any]) -> str:
         return f"{summary.get('deploy_id')} cancelled"
     return (
         f"{summary.get('deploy_id')} cancel requested (status {summary.get('status')}, "
-        f"phase {summary.get('phase')}): it stops at its next step boundary and rolls "
-        "switched hosts back"
+        f"phase {summary.get('phase')}): the step in flight is stopped on its hosts, "
+        "switched hosts are rolled back, then it ends cancelled"
     )
 
 

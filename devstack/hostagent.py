@@ -14,6 +14,10 @@ Each running script's process group is recorded in ``<hosts dir>/.agent/<pid>`` 
 ``stop`` kills those groups (SIGTERM of ``make serve`` never waits for a hung script), and a
 restarted stack kills the ones a ``kill -9`` left behind (``reap_orphans``), as a real host's
 SSM agent reports a command cut by a reboot as failed instead of letting it run on unseen.
+
+``CancelCommand`` (moto_patches) stops an invocation as the SSM agent does: one not started
+never runs, a running script's whole process group is killed (a hang ends too), and the
+invocation ends ``Cancelled`` with the output so far.
 """
 
 from __future__ import annotations
@@ -43,6 +47,49 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
+class _Run:
+    """One invocation the agent runs or will run: what a cancel needs to stop it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.cancelled = False
+        self.wake = threading.Event()  # ends an injected hang: a cancel, or the agent stopping
+        self.proc: subprocess.Popen[str] | None = None
+
+    def cancel(self) -> None:
+        with self.lock:
+            self.cancelled = True
+            self.wake.set()
+            if self.proc is not None:
+                _kill_group(self.proc)
+
+    def started(self, proc: subprocess.Popen[str]) -> None:
+        with self.lock:
+            self.proc = proc
+            if self.cancelled:
+                _kill_group(proc)
+
+
+def _settle(command: Command) -> None:
+    """The command's status and counts once every invocation has ended."""
+    statuses = [inv["Status"] for inv in command.invocations]
+    command.completed_count = len(statuses)
+    command.error_count = sum(1 for s in statuses if s != "Success")
+    if all(s == "Success" for s in statuses):
+        command.status = command.status_details = "Success"
+    elif any(s == "Cancelled" for s in statuses):
+        command.status = command.status_details = "Cancelled"
+    elif any(s == "TimedOut" for s in statuses):
+        command.status = command.status_details = "TimedOut"
+    else:
+        command.status = command.status_details = "Failed"
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
 class HostAgent:
     def __init__(self, hosts_dir: Path, workers: int = 16) -> None:
         self.hosts_dir = hosts_dir
@@ -52,6 +99,8 @@ class HostAgent:
         self._running_lock = threading.Lock()
         self._original = SimpleSystemManagerBackend.send_command
         self.commands_run = 0
+        self._runs: dict[tuple[str, str], _Run] = {}  # (command id, instance id), until done
+        self._runs_lock = threading.Lock()
 
     def install(self) -> None:
         agent = self
@@ -63,10 +112,33 @@ class HostAgent:
             return command
 
         SimpleSystemManagerBackend.send_command = send_command  # type: ignore[method-assign,assignment]
+        # moto has no CancelCommand: moto_patches.install() (run first) adds SSM's semantics
+        cancel = SimpleSystemManagerBackend.cancel_command  # type: ignore[attr-defined]
+        self._original_cancel = cancel
+
+        def cancel_command(
+            backend: SimpleSystemManagerBackend,
+            command_id: str,
+            instance_ids: list[str] | None = None,
+        ) -> Any:
+            command = cancel(backend, command_id, instance_ids)
+            agent.cancel(command, instance_ids)
+            busy = ("Pending", "InProgress", "Cancelling")
+            if not any(inv["Status"] in busy for inv in command.invocations):
+                _settle(command)  # every invocation had ended: moto's "Cancelling" must not stay
+            return command
+
+        SimpleSystemManagerBackend.cancel_command = cancel_command  # type: ignore[attr-defined]
 
     def uninstall(self) -> None:
         SimpleSystemManagerBackend.send_command = self._original  # type: ignore[method-assign]
+        if hasattr(self, "_original_cancel"):
+            SimpleSystemManagerBackend.cancel_command = self._original_cancel  # type: ignore[attr-defined]
         self._stopping.set()
+        with self._runs_lock:
+            runs = list(self._runs.values())
+        for run in runs:
+            run.wake.set()
         self.kill_running()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
@@ -117,6 +189,9 @@ class HostAgent:
         # a document CloudFormation created keeps its Content as the template's object in moto
         document = content if isinstance(content, dict) else json.loads(content)
         params = {name: values[0] for name, values in command.parameters.items()}
+        with self._runs_lock:
+            for invocation in command.invocations:
+                self._runs[(command.command_id, invocation["InstanceId"])] = _Run()
         futures = [
             self._pool.submit(self._run_host, command, invocation, document, params)
             for invocation in command.invocations
@@ -125,17 +200,23 @@ class HostAgent:
         def finish() -> None:
             for future in futures:
                 future.result()
-            statuses = [inv["Status"] for inv in command.invocations]
-            command.completed_count = len(statuses)
-            command.error_count = sum(1 for s in statuses if s != "Success")
-            if all(s == "Success" for s in statuses):
-                command.status = command.status_details = "Success"
-            elif any(s == "TimedOut" for s in statuses):
-                command.status = command.status_details = "TimedOut"
-            else:
-                command.status = command.status_details = "Failed"
+            _settle(command)
 
         self._pool.submit(finish) if futures else finish()
+
+    def cancel(self, command: Command, instance_ids: list[str] | None = None) -> None:
+        """Stop ``command`` on ``instance_ids`` (None: every host): an invocation not started
+        never runs, a running script is killed with its process group, a finished one (no
+        longer tracked) keeps its result."""
+        with self._runs_lock:
+            runs = [
+                self._runs.get((command.command_id, inv["InstanceId"]))
+                for inv in command.invocations
+                if not instance_ids or inv["InstanceId"] in instance_ids
+            ]
+        for run in runs:
+            if run is not None:
+                run.cancel()
 
     def _run_host(
         self,
@@ -145,12 +226,35 @@ class HostAgent:
         params: dict[str, str],
     ) -> None:
         instance_id = invocation["InstanceId"]
+        key = (command.command_id, instance_id)
+        with self._runs_lock:
+            run = self._runs.get(key) or _Run()
+        try:
+            self._run_invocation(run, invocation, document, params)
+        finally:
+            with self._runs_lock:
+                self._runs.pop(key, None)
+
+    def _run_invocation(
+        self,
+        run: _Run,
+        invocation: dict[str, Any],
+        document: dict[str, Any],
+        params: dict[str, str],
+    ) -> None:
+        instance_id = invocation["InstanceId"]
         started = time.monotonic()
-        invocation.update(
-            Status="InProgress", StatusDetails="InProgress", ExecutionStartDateTime=_now()
-        )
+        with run.lock:
+            if run.cancelled:  # cancelled while it waited for a worker: never runs
+                invocation.update(
+                    Status="Cancelled", StatusDetails="Cancelled", ExecutionEndDateTime=_now()
+                )
+                return
+            invocation.update(
+                Status="InProgress", StatusDetails="InProgress", ExecutionStartDateTime=_now()
+            )
         timeout = int(params.get("executionTimeout") or 600)
-        status, code, out, err = self._execute(instance_id, document, params, timeout)
+        status, code, out, err = self._execute(instance_id, document, params, timeout, run)
         self.commands_run += 1
         elapsed = int(time.monotonic() - started)
         invocation.update(
@@ -164,7 +268,12 @@ class HostAgent:
         )
 
     def _execute(
-        self, instance_id: str, document: dict[str, Any], params: dict[str, str], timeout: int
+        self,
+        instance_id: str,
+        document: dict[str, Any],
+        params: dict[str, str],
+        timeout: int,
+        run: _Run,
     ) -> tuple[str, int, str, str]:
         host = self.host_dir(instance_id)
         if not host.is_dir():
@@ -174,7 +283,8 @@ class HostAgent:
         if fault.exists():
             kind = fault.read_text().strip()
             if kind == "hang":
-                self._stopping.wait(timeout)
+                if run.wake.wait(timeout) and run.cancelled:
+                    return "Cancelled", -1, "", f"injected fault: {phase} hung until cancelled"
                 return "TimedOut", -1, "", f"injected fault: {phase} hung past {timeout}s"
             if kind == "fail":
                 return "Failed", 1, "", f"injected fault: {phase} failed on {instance_id}"
@@ -203,14 +313,17 @@ class HostAgent:
             start_new_session=True,
         ) as proc:
             self._track(proc, instance_id, phase)
+            run.started(proc)
             try:
                 out, err = proc.communicate(timeout=timeout)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+                _kill_group(proc)
                 out, err = proc.communicate()
                 return "TimedOut", -1, out, err + f"\nexecution timed out after {timeout}s"
             finally:
                 self._untrack(proc.pid)
+        if run.cancelled and proc.returncode != 0:  # killed (a script that ended 0 stands)
+            return "Cancelled", -1, out, err + "\nexecution cancelled (CancelCommand)"
         status = "Success" if proc.returncode == 0 else "Failed"
         return status, proc.returncode, out, err
 

@@ -3,6 +3,8 @@
 Each patch changes the simulated world, never Roadie's code:
 - Lambda invocations of our functions run the Chalice handlers in-process;
 - ``SendCommand`` with only instance ids targets only those instances (moto fans out to all);
+- ``CancelCommand`` (moto has none) does what SSM does: pending invocations end ``Cancelled``,
+  running ones go ``Cancelling`` (the host agent stops their script), a finished command stays;
 - Step Functions Wait states and Retry intervals are scaled down so a local rollout polls fast;
 - the Step Functions interpreter reuses its Lambda client instead of building one per Task;
 - DynamoDB calls are serialised: moto's backend is not thread-safe (a transaction deep-copies
@@ -23,8 +25,10 @@ from collections.abc import Callable
 from typing import Any
 
 from moto.awslambda_simple.models import LambdaSimpleBackend
+from moto.core.responses import ActionResult
 from moto.dynamodb.models import DynamoDBBackend
-from moto.ssm.models import Command
+from moto.ssm.models import Command, SimpleSystemManagerBackend
+from moto.ssm.responses import SimpleSystemManagerResponse
 from moto.stepfunctions.models import StateMachine, cfn_to_api_tags
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
@@ -117,6 +121,34 @@ def _targets_only(self: Command) -> list[str]:
     return _original_targets(self)
 
 
+FINISHED_COMMAND = frozenset({"Success", "Failed", "Cancelled", "TimedOut"})
+
+
+def cancel_command(
+    self: SimpleSystemManagerBackend, command_id: str, instance_ids: list[str] | None = None
+) -> Command:
+    """SSM's CancelCommand on moto's command (``InvalidCommandId`` if there is none)."""
+    command = self.get_command_by_id(command_id)
+    if command.status in FINISHED_COMMAND:
+        return command
+    for invocation in command.invocations:
+        if instance_ids and invocation["InstanceId"] not in instance_ids:
+            continue
+        if invocation["Status"] in ("Pending", "Delayed"):
+            invocation.update(Status="Cancelled", StatusDetails="Cancelled")
+        elif invocation["Status"] == "InProgress":
+            invocation.update(Status="Cancelling", StatusDetails="Cancelling")
+    busy = any(i["Status"] in ("Pending", "InProgress", "Cancelling") for i in command.invocations)
+    command.status = command.status_details = "Cancelling" if busy else "Cancelled"
+    return command
+
+
+def _cancel_command_response(self: SimpleSystemManagerResponse) -> ActionResult:
+    backend: Any = self.ssm_backend  # cancel_command is ours (install)
+    backend.cancel_command(self._get_param("CommandId"), self._get_param("InstanceIds") or None)
+    return ActionResult({})
+
+
 class _ScaledTime:
     """Stands in for the ``time`` module inside moto's retrier: sleeps are scaled."""
 
@@ -195,6 +227,8 @@ def install() -> None:
         return
     LambdaSimpleBackend.invoke = _invoke  # type: ignore[method-assign]
     Command._get_instance_ids_from_targets = _targets_only  # type: ignore[method-assign]
+    SimpleSystemManagerBackend.cancel_command = cancel_command  # type: ignore[attr-defined]
+    SimpleSystemManagerResponse.cancel_command = _cancel_command_response  # type: ignore[attr-defined]
     WaitFunction._wait_interval = _scaled_wait  # type: ignore[method-assign]
     retrier_decl.time = _ScaledTime()  # type: ignore[assignment]
     lambda_eval_utils.boto_client_for = _cached_client

@@ -78,6 +78,7 @@ class Access:
     find_hosts: bool = False  # ec2:DescribeInstances
     send_commands: bool = False  # ssm:SendCommand (document + tagged instances)
     read_commands: bool = False  # ssm:ListCommands, ssm:GetCommandInvocation
+    cancel_commands: bool = False  # ssm:CancelCommand
     resolve_refs: bool = False  # per-app SCM token / S3 refs (plans a deploy)
 
 
@@ -114,6 +115,7 @@ ACCESS: dict[str, Access] = {
         stop_executions=True,  # ... and stop it
         find_hosts=True,  # request -> _plan -> Fleet.hosts
         resolve_refs=True,  # request(ref=...) resolves the ref with the app's SCM
+        cancel_commands=True,  # cancel -> HostCommands.cancel of the step in flight
     ),
     # RolloutService.dispatch: renew the lease, SendCommand, pending host rows, record.
     "RolloutDispatch": Access(
@@ -132,6 +134,7 @@ ACCESS: dict[str, Access] = {
             HOSTS: ("dynamodb:BatchWriteItem",),
         },
         read_commands=True,  # HostCommands.is_finished / .invocation
+        cancel_commands=True,  # a cancelled deploy's step still running: HostCommands.cancel
     ),
     # RolloutService.recover: reads the deploy and records the error's cause.
     "RolloutRecover": Access(tables={DEPLOYS: _DEPLOY_RECORDS}),
@@ -363,6 +366,9 @@ def function_statements(
         statements.append(
             _star("ReadCommandResults", ["ssm:ListCommands", "ssm:GetCommandInvocation"])
         )
+    if access.cancel_commands:
+        # CancelCommand has no resource type (it names a command id): "*" is the narrowest
+        statements.append(_star("CancelCommands", ["ssm:CancelCommand"]))
     if access.resolve_refs:
         grants = scm_grants(pipeline)
         if grants.parameters:

@@ -108,6 +108,15 @@ class HostCommands:
             raise AwsError(f"SSM ListCommands failed: {exc}") from exc
         return bool(commands) and commands[0]["Status"] in _TERMINAL_COMMAND
 
+    def cancel(self, command_id: str) -> None:
+        """SSM CancelCommand on every host of the command: pending invocations end
+        ``Cancelled``, running ones go ``Cancelling`` until the agent has stopped the script.
+        Invocations that already finished keep their result."""
+        try:
+            self._ssm().cancel_command(CommandId=command_id)
+        except ClientError as exc:
+            raise AwsError(f"SSM CancelCommand failed: {exc}") from exc
+
     def invocation(self, command_id: str, instance_id: str) -> Invocation:
         try:
             inv = self._ssm().get_command_invocation(CommandId=command_id, InstanceId=instance_id)

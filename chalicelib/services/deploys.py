@@ -16,15 +16,38 @@ from typing import Any
 from ..domain import lifecycle
 from ..domain.environment import AdmissionKind, EnvironmentState
 from ..domain.errors import ConflictError, ValidationError
-from ..domain.model import Deploy, DeployStatus, HostResult, Requester, is_sha
+from ..domain.model import Deploy, DeployStatus, HostCommand, HostResult, Requester, is_sha
 from ..domain.pipeline import AppConfig, PipelineConfig
 from .clock import iso, utcnow
 from .environments import EnvironmentService, backoff
 from .launch import Launcher, new_deploy_id
-from .ports import DeployStore, HostFinder, HostResultStore, Orchestrator, RefResolver
+from .ports import (
+    DeployStore,
+    HostCommandRunner,
+    HostFinder,
+    HostResultStore,
+    Orchestrator,
+    RefResolver,
+)
+from .rollout import cancel_commands
 
 MAX_REASON = 500
 CANCEL_ATTEMPTS = 60
+
+
+def in_flight(deploy: Deploy) -> list[dict[str, object]]:
+    """The record's entries of steps sent and not yet done, rollbacks excepted (a cancel
+    never stops a rollback)."""
+    return [
+        entry
+        for entry in deploy.phases.values()
+        if entry.get("status") == "running" and entry.get("command") != HostCommand.ROLLBACK.value
+    ]
+
+
+def _command_ids(entry: dict[str, object]) -> list[str]:
+    ids = entry.get("command_ids")
+    return [str(c) for c in ids] if isinstance(ids, list) else []
 
 
 @dataclass
@@ -36,6 +59,7 @@ class DeployService:
     environments: EnvironmentService
     launcher: Launcher
     clock: Callable[[], datetime] = utcnow
+    commands: HostCommandRunner | None = None  # None: a cancel waits for the step to end
 
     @classmethod
     def from_ports(
@@ -50,12 +74,13 @@ class DeployService:
         poll_seconds: int,
         lease_seconds: int,
         clock: Callable[[], datetime] = utcnow,
+        commands: HostCommandRunner | None = None,
     ) -> DeployService:
         """The service with its own environment service and launcher (the keywords the first
         version's constructor took)."""
         environments = EnvironmentService(deploys, lease_seconds, clock)
         launcher = Launcher(pipeline, deploys, fleet, executions, environments, poll_seconds, clock)
-        return cls(pipeline, deploys, host_results, refs, environments, launcher, clock)
+        return cls(pipeline, deploys, host_results, refs, environments, launcher, clock, commands)
 
     @property
     def fleet(self) -> HostFinder:
@@ -128,19 +153,32 @@ class DeployService:
         self.deploys.mutate(deploy_id, superseded)
 
     def cancel(self, deploy_id: str, by: Requester) -> Deploy:
-        """Cancel a queued deploy at once; ask a running one to stop at its next step boundary
-        (it rolls switched hosts back and ends ``cancelled``)."""
+        """Cancel a queued deploy at once. A running one is stopped: the record says who asked
+        (once, audited once), the step in flight is cancelled on its hosts (SSM CancelCommand;
+        never a rollback's), and the rollout then rolls switched hosts back and ends
+        ``cancelled``. A cancel between steps stops the rollout before its next step."""
         for attempt in range(CANCEL_ATTEMPTS):
             deploy = self.deploys.get(deploy_id)
             now = iso(self.clock())
             if deploy.status is DeployStatus.RUNNING:
+                first = False
 
                 def ask(d: Deploy, now: str = now) -> None:
-                    if d.status is DeployStatus.RUNNING and not d.cancel_requested_by:
+                    nonlocal first
+                    first = d.status is DeployStatus.RUNNING and not d.cancel_requested_by
+                    if first:
                         d.cancel_requested_by = by.name
                         d.updated_at = now
+                        for entry in in_flight(d):
+                            entry["cancel_requested_at"] = now
 
-                return self.deploys.mutate(deploy_id, ask)
+                asked = self.deploys.mutate(deploy_id, ask)
+                if first:
+                    self.environments.audit_cancel(asked, by.name)
+                if self.commands is not None and asked.status is DeployStatus.RUNNING:
+                    for entry in in_flight(asked):
+                        cancel_commands(self.commands, _command_ids(entry))
+                return asked
             if deploy.status is not DeployStatus.QUEUED:
                 raise ConflictError(f"deploy {deploy_id} already ended as {deploy.status.value}")
             if not self.environments.dequeue(deploy, by.name):

@@ -22,6 +22,7 @@ from ..domain.environment import (
     EnvironmentState,
     admit,
     admitted,
+    audited,
     dequeued,
     frozen,
     promotable,
@@ -174,6 +175,17 @@ class EnvironmentService:
 
         self._change(deploy.app, deploy.environment, decide, "cancel a deploy of")
         return done
+
+    def audit_cancel(self, deploy: Deploy, by: str) -> None:
+        """Audit ``by``'s cancel of the running ``deploy`` (a queued one: ``dequeue``)."""
+        self._change(
+            deploy.app,
+            deploy.environment,
+            lambda seen, now: Write(
+                audited(seen, at=iso(now), by=by, action="cancel", deploy_id=deploy.deploy_id)
+            ),
+            "audit a cancel in",
+        )
 
     def freeze(self, app: str, environment: str, reason: str, by: str) -> EnvironmentState:
         """Stop deploys (requests are recorded and queued) until unfrozen."""

@@ -47,6 +47,9 @@ class HostCommandRunner(Protocol):
     ) -> str: ...
     def is_finished(self, command_id: str) -> bool: ...
     def invocation(self, command_id: str, instance_id: str) -> Any: ...
+    def cancel(self, command_id: str) -> None:
+        """Stop the command on every host still running it (its invocations end cancelled);
+        a command that already finished is left as it is."""
 
 
 class Orchestrator(Protocol):

@@ -9,7 +9,7 @@ calls (and bench/ wraps to time each task).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,6 +26,7 @@ from ..domain.contract import (
     TaskError,
     Wave,
 )
+from ..domain.errors import UnavailableError
 from ..domain.model import Deploy, DeployStatus, HostCommand, HostResult, HostStatus, Phase
 from ..domain.rollout import Step
 from .clock import iso, parse_iso, utcnow
@@ -81,6 +82,16 @@ def host_failure(step: Step, bad: list[HostResult], kind: str) -> dict[str, obje
         stderr_tail=first.stderr_tail[-1000:],
         stdout_tail=first.stdout_tail[-1000:],
     )
+
+
+def cancel_commands(commands: HostCommandRunner, command_ids: Iterable[str]) -> None:
+    """Ask SSM to stop each command, best effort: a command that already finished keeps its
+    result, and an API error leaves the rollout's next poll to ask again."""
+    for command_id in command_ids:
+        try:
+            commands.cancel(command_id)
+        except UnavailableError:
+            continue
 
 
 @dataclass
@@ -171,16 +182,26 @@ class RolloutService:
         now = self.clock()
         overdue = now > parse_iso(wave.deadline)
         finished = all(self.commands.is_finished(cid) for cid in wave.command_ids)
+        command = step.command
         if not finished and not overdue:
+            if deploy.cancel_requested_by and command is not HostCommand.ROLLBACK:
+                # the cancel's own CancelCommand misses a step sent while it was recorded
+                cancel_commands(self.commands, wave.command_ids)
             return Route(RouteState.RUNNING, cursor)
 
         expected_sha = task.parameters["sha"]
         results = self._collect(task.deploy_id, step, wave, expected_sha, overdue)
         self.host_results.put_many(results)
         bad = [r for r in results if r.status is not HostStatus.SUCCEEDED]
-        timed_out = any(r.status is HostStatus.TIMED_OUT for r in bad)
-        outcome = "timed_out" if timed_out else "failed" if bad else "succeeded"
-        command = step.command
+        if not deploy.cancel_requested_by and any(r.status is HostStatus.CANCELLED for r in bad):
+            deploy = self.deploys.get(task.deploy_id)  # cancelled since it was read above
+        # hosts a cancel stopped did not fail; a rollback is never cancelled
+        stopped = bool(deploy.cancel_requested_by) and command is not HostCommand.ROLLBACK
+        failed = [r for r in bad if not (stopped and r.status is HostStatus.CANCELLED)]
+        timed_out = any(r.status is HostStatus.TIMED_OUT for r in failed)
+        outcome = "timed_out" if timed_out else "failed" if failed else "succeeded"
+        if outcome == "succeeded" and bad:
+            outcome = "cancelled"  # every host that did not succeed was stopped by the cancel
         switched = cursor >= plan.first_switch and command is not HostCommand.ROLLBACK
 
         def record(d: Deploy) -> None:
@@ -191,8 +212,10 @@ class RolloutService:
             if isinstance(started, str):
                 entry["duration_s"] = round((now - parse_iso(started)).total_seconds(), 3)
             d.updated_at = iso(now)
-            if bad:
-                evidence = host_failure(step, bad, outcome)
+            if outcome == "cancelled":
+                entry["cancelled_by"] = d.cancel_requested_by
+            if failed:
+                evidence = host_failure(step, failed, outcome)
                 if command is HostCommand.ROLLBACK and d.error is not None:
                     d.error = {**d.error, "rollback": evidence}
                 else:
@@ -200,7 +223,7 @@ class RolloutService:
 
         self.deploys.mutate(task.deploy_id, record)
         rollback = Route(RouteState.ROLLBACK, plan.rollback_cursor)
-        if bad:
+        if failed:
             if switched and command in (HostCommand.SWITCH, HostCommand.VERIFY):
                 return rollback
             return Route(HOST_OUTCOMES[outcome], cursor)

@@ -17,6 +17,7 @@ import io
 import json
 import subprocess
 import tarfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -155,6 +156,13 @@ def deploy(client: Any, body: dict[str, Any]) -> dict[str, Any]:
     return dict(response.json_body)
 
 
+def wait_until_phase(client: Any, deploy_id: str, phase: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while client.http.get(f"/deploys/{deploy_id}", headers=auth()).json_body["phase"] != phase:
+        assert time.monotonic() < deadline, f"{deploy_id} never reached {phase}"
+        time.sleep(0.05)
+
+
 def releases(stack: LocalStack, app: str = "shop") -> set[str]:
     hosts = stack.provisioned.hosts[f"{app}#production"]
     return {
@@ -197,6 +205,18 @@ def test_every_function_boots_with_its_template_environment_and_does_its_job(
     pushed = as_api(client, "post", "/webhooks/github", headers=headers, body=raw)
     assert pushed.status_code == 202, pushed.body
     assert wait_for(client, pushed.json_body["deploy_id"])["status"] == "succeeded"
+    assert releases(aws_stack) == {repo.v1}
+
+    # a cancel stops a hung migration on its host (SSM CancelCommand from the API's role)
+    first_host = min(aws_stack.provisioned.hosts["shop#production"], key=lambda h: h["name"])
+    hang = aws_stack.options.hosts_dir / first_host["instance_id"] / "fault.migrate"
+    hang.write_text("hang\n")
+    hung = deploy(client, {"app": "shop", "environment": "production", "sha": repo.v2})
+    wait_until_phase(client, hung["deploy_id"], "migrating")
+    cancelled = as_api(client, "post", f"/deploys/{hung['deploy_id']}/cancel", headers=auth())
+    assert cancelled.status_code == 202, cancelled.body
+    assert wait_for(client, hung["deploy_id"], timeout=30)["status"] == "cancelled"
+    hang.unlink()
     assert releases(aws_stack) == {repo.v1}
 
     # a ref of a git app resolves through the SCM's API with the token from SSM (frozen first,

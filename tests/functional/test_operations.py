@@ -153,29 +153,6 @@ def test_cancelling_a_running_deploy_after_its_first_switch_rolls_it_back(
     assert env_state(client)["current_sha"] == fast.sources.v1
 
 
-def test_cancelling_before_any_switch_stops_without_touching_hosts(
-    client: Any, fast: LocalStack
-) -> None:
-    fault = (
-        fast.options.hosts_dir
-        / sorted(hosts(fast), key=lambda h: h["name"])[0]["instance_id"]
-        / "fault.migrate"
-    )
-    fault.write_text("hang\n")  # hold the rollout in its migration
-    started = deploy(client, fast.sources.v1).json_body["deploy_id"]
-    wait_until(
-        lambda: (
-            client.http.get(f"/deploys/{started}", headers=auth()).json_body["phase"] == "migrating"
-        )
-    )
-    assert post(client, f"/deploys/{started}/cancel").status_code == 202
-    fault.unlink()
-    record = wait_for(client, started, timeout=60)
-    # the hung migration times out first; the cancel then ends it without a switch
-    assert record["status"] in ("cancelled", "timed_out")
-    assert "rollback" not in record["phases"] and releases(fast) == {""}
-
-
 def test_rollback_deploys_the_previous_good_release_and_links_it(
     client: Any, fast: LocalStack
 ) -> None:

@@ -204,7 +204,8 @@ def test_cancel_posts_and_tells_a_stop_request_from_a_cancel(api: FakeApi, run: 
         (200, summary(status="cancelled")),
     )
     running = run("cancel", DEPLOY_ID)
-    assert running.code == 0 and "cancel requested" in running.out and "rolls" in running.out
+    assert running.code == 0 and "cancel requested" in running.out
+    assert "step in flight is stopped" in running.out and "rolled back" in running.out
     queued = run("cancel", DEPLOY_ID)
     assert queued.code == 0 and queued.out.strip() == f"{DEPLOY_ID} cancelled"
     assert [(r.method, r.path) for r in api.requests] == [("POST", path)] * 2

@@ -34,6 +34,7 @@ STAR_ONLY = {
     "ec2:DescribeInstances",
     "ssm:ListCommands",
     "ssm:GetCommandInvocation",
+    "ssm:CancelCommand",
     "logs:CreateLogDelivery",
     "logs:GetLogDelivery",
     "logs:UpdateLogDelivery",
@@ -531,6 +532,7 @@ PROBES: dict[str, tuple[str, str, dict[str, str]]] = {
     ),
     "list commands": ("ssm:ListCommands", "*", {}),
     "command invocation": ("ssm:GetCommandInvocation", "*", {}),
+    "cancel command": ("ssm:CancelCommand", "*", {}),
     "create log group": ("logs:CreateLogGroup", arn("logs", "log-group:/aws/lambda/x"), {}),
 }
 
@@ -554,6 +556,7 @@ EXPECTED: dict[str, set[str]] = {
         "describe execution",
         "stop execution",
         "find hosts",
+        "cancel command",
     },
     "RolloutDispatch": {
         "read deploy",
@@ -572,6 +575,7 @@ EXPECTED: dict[str, set[str]] = {
         "write host rows",
         "list commands",
         "command invocation",
+        "cancel command",
     },
     "RolloutRecover": {"read deploy", "write deploy"},
     "RolloutFinish": {

@@ -193,6 +193,7 @@ class FakeHostCommands:
 
     def __init__(self) -> None:
         self.sent: list[SentCommand] = []
+        self.cancels: list[str] = []  # every CancelCommand call, in order
         self._ids = itertools.count(1)
 
     def run(
@@ -252,6 +253,15 @@ class FakeHostCommands:
             host in sent.invocations and sent.invocations[host].status is not HostStatus.PENDING
             for host in sent.instance_ids
         )
+
+    def cancel(self, command_id: str) -> None:
+        """As SSM does: every host not done yet ends cancelled; finished ones keep their
+        result."""
+        sent = self.command(command_id)
+        self.cancels.append(command_id)
+        for host in sent.instance_ids:
+            if self.invocation(command_id, host).status is HostStatus.PENDING:
+                self.answer(command_id, host, HostStatus.CANCELLED, detail="Cancelled")
 
     def invocation(self, command_id: str, instance_id: str) -> FakeInvocation:
         sent = self.command(command_id)
