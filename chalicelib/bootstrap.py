@@ -145,6 +145,7 @@ class Container:
             metrics=self.metrics,
             lease=self.environments,
             handover=self.launcher,
+            fleet=self.environments,
         )
 
 

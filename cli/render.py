@@ -193,6 +193,14 @@ def describe_environment(v: Mapping[str, Any]) -> list[str]:
         )
     else:
         lines.append("  frozen    no")
+    if v.get("fleet_state"):
+        state = str(v["fleet_state"])
+        if v.get("diverged_deploy_id"):
+            state += f" (diverged by {v['diverged_deploy_id']}; new deploys wait)"
+        lines.append(f"  fleet     {state}")
+        for host in records(v.get("hosts")):
+            name = host.get("name") or host.get("instance_id")
+            lines.append(f"    {name!s:<22} {_short(host.get('sha') or None)}")
     audit = records(v.get("audit"))
     if audit:
         lines.append("audit (newest last)")

@@ -9,6 +9,7 @@ calls (and bench/ wraps to time each task).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,29 +27,111 @@ from ..domain.contract import (
     TaskError,
     Wave,
 )
+from ..domain.fleet import (
+    HostRelease,
+    describe,
+    divergence_note,
+    off_release,
+    reported_release,
+)
 from ..domain.model import Deploy, DeployStatus, HostCommand, HostResult, HostStatus, Phase
-from ..domain.rollout import Step
+from ..domain.rollout import RolloutPlan, Step
 from .clock import iso, parse_iso, utcnow
 from .errors import CancelRequestedError
-from .ports import DeployMetrics, DeployStore, Handover, HostCommandRunner, HostResultStore, Lease
+from .ports import (
+    DeployMetrics,
+    DeployStore,
+    FleetLedger,
+    Handover,
+    HostCommandRunner,
+    HostResultStore,
+    Lease,
+)
 
+MIGRATION_RE = re.compile(r"\b(\d+_[A-Za-z0-9_]+\.(?:sql|rb|py))\b")
 TAIL_CHARS = 2000  # of each host's stdout/stderr kept in the record
 # How long SSM may take to deliver a command, on top of the phase's execution timeout.
 DELIVERY_GRACE_SECONDS = 60
 HOST_OUTCOMES = {"failed": RouteState.FAILED, "timed_out": RouteState.TIMED_OUT}
+# Phases in which some host may already run the new release.
+SWITCHED_PHASES = (Phase.SWITCHING, Phase.VERIFYING, Phase.ROLLING_BACK)
 
 
-def final_status(deploy: Deploy, outcome: DeployStatus) -> DeployStatus:
+def final_status(deploy: Deploy, outcome: DeployStatus, *, mixed: bool = False) -> DeployStatus:
     """What the deploy ends as. A rollout that rolled back ends ``rolled_back`` (or
-    ``cancelled`` when a cancel caused it); a rollback that itself failed ends ``failed``."""
-    if deploy.phase is Phase.ROLLING_BACK:
-        if outcome is DeployStatus.SUCCEEDED:
-            return (
-                DeployStatus.CANCELLED if deploy.cancel_requested_by else DeployStatus.ROLLED_BACK
-            )
-        if outcome in (DeployStatus.FAILED, DeployStatus.TIMED_OUT):
-            return DeployStatus.FAILED
+    ``cancelled`` when a cancel caused it). One that did not succeed after hosts switched and
+    left some host off the environment's release (``mixed``: a rollback failed, timed out or
+    never ran to its end) ends ``diverged``; a rollback that failed with every host back on
+    the environment's release ends ``failed``."""
+    if deploy.phase is Phase.ROLLING_BACK and outcome is DeployStatus.SUCCEEDED:
+        return DeployStatus.CANCELLED if deploy.cancel_requested_by else DeployStatus.ROLLED_BACK
+    if outcome is DeployStatus.SUCCEEDED:
+        return outcome
+    if mixed and deploy.phase in SWITCHED_PHASES:
+        return DeployStatus.DIVERGED
+    if deploy.phase is Phase.ROLLING_BACK and outcome is DeployStatus.TIMED_OUT:
+        return DeployStatus.FAILED
+    if deploy.phase is Phase.ROLLING_BACK and outcome is DeployStatus.FAILED:
+        return DeployStatus.FAILED
     return outcome
+
+
+def phase_key(deploy: Deploy, step: Step) -> str:
+    """Where a step is recorded in ``deploy.phases``: its label, or for a convergence attempt
+    of a diverged deploy ``converge-<attempt>.<label>`` (each attempt is sent afresh)."""
+    if deploy.status is DeployStatus.DIVERGED:
+        return f"converge-{deploy.fleet.get('attempts', 0)}.{step.label}"
+    return step.label
+
+
+def host_names(deploy: Deploy) -> dict[str, str]:
+    """The hosts' Name tags, from the recorded plan."""
+    names = deploy.plan.get("host_names")
+    return {str(k): str(v) for k, v in names.items()} if isinstance(names, dict) else {}
+
+
+def plan_hosts(deploy: Deploy) -> list[str]:
+    """The instance ids the deploy's recorded plan targets."""
+    if "rollback" in deploy.plan:
+        return [h.instance_id for h in RolloutPlan.from_json(deploy.plan).hosts]
+    listed = deploy.plan.get("hosts")
+    return [str(h) for h in listed] if isinstance(listed, list) else []
+
+
+def divergence(deploy: Deploy, off: list[HostRelease], release: str | None) -> dict[str, object]:
+    """The record's error for a rollout that ended with hosts off the environment's release;
+    the failure that led there is kept as ``cause``."""
+    live = release[:12] if release else "no release"
+    return lifecycle.failure(
+        "diverged",
+        deploy.phase.value,
+        f"the fleet is mixed: {describe(off)}, while the environment's release is {live}; "
+        "new deploys wait (a force deploy may run) and the reconciler retries the rollback "
+        "until every host runs one release",
+        diverged_hosts=[r.to_json() for r in off],
+        host=off[0].instance_id if off else None,
+        cause=deploy.error,
+    )
+
+
+def contract_failure(deploy: Deploy) -> dict[str, object]:
+    """The record's error after a failed post-deploy (contract) migration: every host already
+    runs the new release (a rollback would not undo a migration), and which migration failed."""
+    error = dict(deploy.error or {})
+    tails = f"{error.get('stderr_tail') or ''}\n{error.get('stdout_tail') or ''}"
+    named = MIGRATION_RE.findall(tails)
+    which = named[-1] if named else "a post-deploy migration (see the host's output)"
+    said = [line.strip() for line in tails.splitlines() if "failed" in line]
+    # the migration tool's own words first; the deploy script's summary line otherwise
+    own = [line for line in said if not line.startswith("roadie:")]
+    reason = (own or said or [str(error.get("message", ""))])[-1]
+    error["message"] = (
+        f"the new release {deploy.sha[:12]} is live on every host; its post-deploy (contract) "
+        f"migration {which} failed: {reason}"
+    )
+    error["live_on_every_host"] = True
+    error["migration"] = named[-1] if named else None
+    return error
 
 
 def errored_evidence(deploy: Deploy, error: TaskError | None) -> dict[str, object]:
@@ -92,6 +175,7 @@ class RolloutService:
     lease: Lease
     handover: Handover
     clock: Callable[[], datetime] = utcnow
+    fleet: FleetLedger | None = None  # where hosts' release reports go (None: not recorded)
 
     # -- the JSON edge: each Lambda event becomes its task, each answer JSON again
 
@@ -104,7 +188,8 @@ class RolloutService:
         if deploy.cancel_requested_by and step.command is not HostCommand.ROLLBACK:
             raise CancelRequestedError(f"cancel requested by {deploy.cancel_requested_by}")
         self.lease.renew(deploy)
-        sent = deploy.phases.get(step.label, {})
+        key = phase_key(deploy, step)
+        sent = deploy.phases.get(key, {})
         command_ids = sent.get("command_ids")
         if sent.get("cursor") == cursor and isinstance(command_ids, list) and command_ids:
             # a retry of a dispatch that already sent this step: never send it twice
@@ -143,9 +228,11 @@ class RolloutService:
         )
 
         def started(d: Deploy) -> None:
-            lifecycle.enter_phase(d, step.command.deploy_phase, iso(now))
-            d.step = cursor
-            d.phases[step.label] = {
+            if lifecycle.is_active(d.status):  # not a diverged deploy's convergence attempt
+                lifecycle.enter_phase(d, step.command.deploy_phase, iso(now))
+                d.step = cursor
+            d.updated_at = iso(now)
+            d.phases[key] = {
                 "command": step.command.value,
                 "batch": step.batch,
                 "hosts": len(step.hosts),
@@ -177,21 +264,26 @@ class RolloutService:
         expected_sha = task.parameters["sha"]
         results = self._collect(task.deploy_id, step, wave, expected_sha, overdue)
         self.host_results.put_many(results)
+        self._report_fleet(deploy, results, task.plan, now)
         bad = [r for r in results if r.status is not HostStatus.SUCCEEDED]
         timed_out = any(r.status is HostStatus.TIMED_OUT for r in bad)
         outcome = "timed_out" if timed_out else "failed" if bad else "succeeded"
         command = step.command
         switched = cursor >= plan.first_switch and command is not HostCommand.ROLLBACK
 
+        key = phase_key(deploy, step)
+
         def record(d: Deploy) -> None:
-            entry = d.phases.setdefault(step.label, {})
+            entry = d.phases.setdefault(key, {})
             entry["status"] = outcome
             entry["finished_at"] = iso(now)
             started = entry.get("started_at")
             if isinstance(started, str):
                 entry["duration_s"] = round((now - parse_iso(started)).total_seconds(), 3)
             d.updated_at = iso(now)
-            if bad:
+            if bad and not lifecycle.is_active(d.status):
+                entry["error"] = host_failure(step, bad, outcome)  # a convergence attempt
+            elif bad:
                 evidence = host_failure(step, bad, outcome)
                 if command is HostCommand.ROLLBACK and d.error is not None:
                     d.error = {**d.error, "rollback": evidence}
@@ -214,6 +306,24 @@ class RolloutService:
         if nxt >= plan.rollback_cursor:
             return Route(RouteState.DONE, nxt)
         return Route(RouteState.NEXT, nxt, step.bake_seconds)
+
+    def _report_fleet(
+        self, deploy: Deploy, results: list[HostResult], plan: RolloutPlan, now: datetime
+    ) -> None:
+        """Record the release each host said it runs at the end of this step."""
+        if self.fleet is None:
+            return
+        names = host_names(deploy)
+        reports = []
+        for result in results:
+            sha = reported_release(result.stdout_tail)
+            if sha is not None:
+                at = result.finished_at or iso(now)
+                name = names.get(result.instance_id, "")
+                reports.append(HostRelease(result.instance_id, sha, name, deploy.deploy_id, at))
+        if reports:
+            keep = [h.instance_id for h in plan.hosts]
+            self.fleet.report(deploy.app, deploy.environment, reports, keep)
 
     def _collect(
         self, deploy_id: str, step: Step, wave: Wave, expected_sha: str, overdue: bool
@@ -276,14 +386,31 @@ class RolloutService:
         the environment on (always: a retry after a failed release must still free it)."""
         now = self.clock()
         changed = False
+        first = self.deploys.get(task.deploy_id)
+        env = self.deploys.environment(first.app, first.environment)
+        targeted = set(plan_hosts(first))
+        off = [r for r in off_release(env.fleet, env.current_sha) if r.instance_id in targeted]
 
         def close(d: Deploy) -> None:
             nonlocal changed
             changed = lifecycle.is_active(d.status)
             if not changed:
+                if d.status is DeployStatus.DIVERGED:  # a convergence attempt ended
+                    d.fleet = {**d.fleet, "off_release": [r.to_json() for r in off]}
+                    d.fleet["last_outcome"] = task.outcome.value
+                    d.updated_at = iso(now)
                 return
-            outcome = final_status(d, task.outcome)
-            error = errored_evidence(d, task.error) if outcome is DeployStatus.ERRORED else None
+            outcome = final_status(d, task.outcome, mixed=bool(off))
+            error = None
+            if task.outcome is DeployStatus.ERRORED:
+                error = errored_evidence(d, task.error)
+            if outcome is DeployStatus.DIVERGED:
+                if error is not None:
+                    d.error = error
+                error = divergence(d, off, env.current_sha)
+                d.fleet = divergence_note(off, env.current_sha)
+            elif outcome is DeployStatus.FAILED and d.phase is Phase.POST_MIGRATING:
+                error = contract_failure(d)
             lifecycle.end(d, outcome, iso(now), error=error)
 
         deploy = self.deploys.mutate(task.deploy_id, close)
