@@ -21,7 +21,10 @@ def accepted_lines(summary: Mapping[str, Any]) -> list[str]:
     if summary.get("existing"):
         lines.append("  this SHA is already deploying or queued there: that deploy is the answer")
     elif summary.get("status") == "queued":
-        lines.append("  queued: the environment is busy or frozen; it starts when the lock is free")
+        lines.append(
+            "  queued: the environment is busy or frozen, or its fleet diverged; "
+            "it starts when the lock is free"
+        )
     if summary.get("rollback_of"):
         lines.append(f"  {summary.get('reason') or 'rollback of ' + str(summary['rollback_of'])}")
     return lines
