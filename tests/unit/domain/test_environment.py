@@ -201,3 +201,16 @@ def test_a_convergence_attempt_takes_only_a_free_lock_of_its_own_diverged_enviro
     assert held is not None and (held.lock_deploy_id, held.lock_sha) == ("d-1", "")
     assert converging(free, "d-9", NOW, 900) is None  # not the diverged deploy
     assert converging(mixed(diverged_deploy_id="d-1"), "d-1", NOW, 900) is None  # held
+
+
+def test_a_forced_deploy_that_puts_every_host_on_its_release_converges_the_fleet() -> None:
+    c = "c" * 40
+    state = replace(
+        mixed(diverged_deploy_id="d-1"),
+        lock_deploy_id="d-3",
+        lock_sha=c,
+        fleet=(HostRelease("i-1", c), HostRelease("i-2", c)),  # d-3's own reports
+    )
+    new, _ = released(state, "d-3", c, 700, at="t4")
+    assert new is not None and new.current_sha == c and new.diverged_deploy_id is None
+    assert new.audit[-1]["action"] == "converged" and new.audit[-1]["deploy_id"] == "d-1"
