@@ -9,7 +9,6 @@ calls (and bench/ wraps to time each task).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,17 +26,12 @@ from ..domain.contract import (
     TaskError,
     Wave,
 )
-from ..domain.fleet import (
-    HostRelease,
-    describe,
-    divergence_note,
-    off_release,
-    reported_release,
-)
+from ..domain.fleet import HostRelease, divergence_note, off_release, reported_release
 from ..domain.model import Deploy, DeployStatus, HostCommand, HostResult, HostStatus, Phase
 from ..domain.rollout import RolloutPlan, Step
 from .clock import iso, parse_iso, utcnow
 from .errors import CancelRequestedError
+from .evidence import contract_failure, divergence, host_names, plan_hosts
 from .ports import (
     DeployMetrics,
     DeployStore,
@@ -48,7 +42,6 @@ from .ports import (
     Lease,
 )
 
-MIGRATION_RE = re.compile(r"\b(\d+_[A-Za-z0-9_]+\.(?:sql|rb|py))\b")
 TAIL_CHARS = 2000  # of each host's stdout/stderr kept in the record
 # How long SSM may take to deliver a command, on top of the phase's execution timeout.
 DELIVERY_GRACE_SECONDS = 60
@@ -69,9 +62,10 @@ def final_status(deploy: Deploy, outcome: DeployStatus, *, mixed: bool = False) 
         return outcome
     if mixed and deploy.phase in SWITCHED_PHASES:
         return DeployStatus.DIVERGED
-    if deploy.phase is Phase.ROLLING_BACK and outcome is DeployStatus.TIMED_OUT:
-        return DeployStatus.FAILED
-    if deploy.phase is Phase.ROLLING_BACK and outcome is DeployStatus.FAILED:
+    if deploy.phase is Phase.ROLLING_BACK and outcome in (
+        DeployStatus.FAILED,
+        DeployStatus.TIMED_OUT,
+    ):
         return DeployStatus.FAILED
     return outcome
 
@@ -82,56 +76,6 @@ def phase_key(deploy: Deploy, step: Step) -> str:
     if deploy.status is DeployStatus.DIVERGED:
         return f"converge-{deploy.fleet.get('attempts', 0)}.{step.label}"
     return step.label
-
-
-def host_names(deploy: Deploy) -> dict[str, str]:
-    """The hosts' Name tags, from the recorded plan."""
-    names = deploy.plan.get("host_names")
-    return {str(k): str(v) for k, v in names.items()} if isinstance(names, dict) else {}
-
-
-def plan_hosts(deploy: Deploy) -> list[str]:
-    """The instance ids the deploy's recorded plan targets."""
-    if "rollback" in deploy.plan:
-        return [h.instance_id for h in RolloutPlan.from_json(deploy.plan).hosts]
-    listed = deploy.plan.get("hosts")
-    return [str(h) for h in listed] if isinstance(listed, list) else []
-
-
-def divergence(deploy: Deploy, off: list[HostRelease], release: str | None) -> dict[str, object]:
-    """The record's error for a rollout that ended with hosts off the environment's release;
-    the failure that led there is kept as ``cause``."""
-    live = release[:12] if release else "no release"
-    return lifecycle.failure(
-        "diverged",
-        deploy.phase.value,
-        f"the fleet is mixed: {describe(off)}, while the environment's release is {live}; "
-        "new deploys wait (a force deploy may run) and the reconciler retries the rollback "
-        "until every host runs one release",
-        diverged_hosts=[r.to_json() for r in off],
-        host=off[0].instance_id if off else None,
-        cause=deploy.error,
-    )
-
-
-def contract_failure(deploy: Deploy) -> dict[str, object]:
-    """The record's error after a failed post-deploy (contract) migration: every host already
-    runs the new release (a rollback would not undo a migration), and which migration failed."""
-    error = dict(deploy.error or {})
-    tails = f"{error.get('stderr_tail') or ''}\n{error.get('stdout_tail') or ''}"
-    named = MIGRATION_RE.findall(tails)
-    which = named[-1] if named else "a post-deploy migration (see the host's output)"
-    said = [line.strip() for line in tails.splitlines() if "failed" in line]
-    # the migration tool's own words first; the deploy script's summary line otherwise
-    own = [line for line in said if not line.startswith("roadie:")]
-    reason = (own or said or [str(error.get("message", ""))])[-1]
-    error["message"] = (
-        f"the new release {deploy.sha[:12]} is live on every host; its post-deploy (contract) "
-        f"migration {which} failed: {reason}"
-    )
-    error["live_on_every_host"] = True
-    error["migration"] = named[-1] if named else None
-    return error
 
 
 def errored_evidence(deploy: Deploy, error: TaskError | None) -> dict[str, object]:
