@@ -150,6 +150,7 @@ class Container:
             metrics=self.metrics,
             lease=self.environments,
             handover=self.launcher,
+            fleet=self.environments,
         )
 
 

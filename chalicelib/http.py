@@ -149,6 +149,9 @@ def environment_view(state: EnvironmentState, now: float) -> dict[str, Any]:
         "frozen_by": state.frozen_by,
         "frozen_at": state.frozen_at,
         "audit": list(state.audit),
+        "fleet_state": state.fleet_state.value,
+        "diverged_deploy_id": state.diverged_deploy_id,
+        "hosts": [report.to_json() for report in state.fleet],
     }
 
 
@@ -179,6 +182,7 @@ def deploy_summary(deploy: Deploy) -> dict[str, Any]:
         "rollback_of": deploy.rollback_of,
         "superseded_by": deploy.superseded_by,
         "cancel_requested_by": deploy.cancel_requested_by,
+        "fleet": deploy.fleet or None,
     }
 
 

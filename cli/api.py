@@ -15,7 +15,16 @@ from .errors import EXIT_CLIENT, EXIT_SERVER, CliError
 
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 TERMINAL = frozenset(
-    {"succeeded", "failed", "errored", "timed_out", "cancelled", "rolled_back", "superseded"}
+    {
+        "succeeded",
+        "failed",
+        "errored",
+        "timed_out",
+        "cancelled",
+        "rolled_back",
+        "superseded",
+        "diverged",
+    }
 )  # the statuses of a deploy that has ended
 
 

@@ -21,7 +21,10 @@ def accepted_lines(summary: Mapping[str, Any]) -> list[str]:
     if summary.get("existing"):
         lines.append("  this SHA is already deploying or queued there: that deploy is the answer")
     elif summary.get("status") == "queued":
-        lines.append("  queued: the environment is busy or frozen; it starts when the lock is free")
+        lines.append(
+            "  queued: the environment is busy or frozen, or its fleet diverged; "
+            "it starts when the lock is free"
+        )
     if summary.get("rollback_of"):
         lines.append(f"  {summary.get('reason') or 'rollback of ' + str(summary['rollback_of'])}")
     return lines
@@ -193,6 +196,14 @@ def describe_environment(v: Mapping[str, Any]) -> list[str]:
         )
     else:
         lines.append("  frozen    no")
+    if v.get("fleet_state"):
+        state = str(v["fleet_state"])
+        if v.get("diverged_deploy_id"):
+            state += f" (diverged by {v['diverged_deploy_id']}; new deploys wait)"
+        lines.append(f"  fleet     {state}")
+        for host in records(v.get("hosts")):
+            name = host.get("name") or host.get("instance_id")
+            lines.append(f"    {name!s:<22} {_short(host.get('sha') or None)}")
     audit = records(v.get("audit"))
     if audit:
         lines.append("audit (newest last)")

@@ -22,7 +22,16 @@ import requests
 from devstack.stack import LocalStack, StackOptions
 
 APP, ENV = "shop", "production"
-TERMINAL = {"succeeded", "failed", "errored", "timed_out", "cancelled", "rolled_back", "superseded"}
+TERMINAL = {
+    "succeeded",
+    "failed",
+    "errored",
+    "timed_out",
+    "cancelled",
+    "rolled_back",
+    "superseded",
+    "diverged",
+}
 
 
 class Api:

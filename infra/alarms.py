@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.adapters.metrics import CANCELLED, FAILED, LOCK_AGE, NAMESPACE
+from chalicelib.adapters.metrics import CANCELLED, DIVERGED, FAILED, LOCK_AGE, NAMESPACE
 from chalicelib.config import PipelineConfig
 from chalicelib.domain.rollout import PhaseTimeouts
 
@@ -193,6 +193,14 @@ def alarms(
             ],
             ComparisonOperator="GreaterThanOrEqualToThreshold",
             Threshold=1,
+        )
+        found[f"FleetDiverged{part}Alarm"] = alarm(
+            f"fleet-diverged-{app}-{env}",
+            f"A deploy of {app} to {env} ended diverged: its hosts run different releases (a "
+            "rollback failed). New deploys wait; the reconciler retries the rollback with "
+            "backoff. GET /environments/<app>/<env> lists each host's release (fleet_state); "
+            "fix the host, or run a force deploy.",
+            **at_least_one(NAMESPACE, DIVERGED, roadie),
         )
         threshold = lock_age_threshold(timeouts)
         found[f"LockHeld{part}Alarm"] = alarm(

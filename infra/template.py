@@ -356,7 +356,11 @@ def dashboard_body(apps_envs: list[tuple[str, str]], region: str = "us-east-1") 
     outcomes = [
         _metric(name, a, e, "Sum", label=f"{a}/{e} {word}")
         for a, e in pairs
-        for name, word in ((metrics.SUCCEEDED, "succeeded"), (metrics.FAILED, "failed"))
+        for name, word in (
+            (metrics.SUCCEEDED, "succeeded"),
+            (metrics.FAILED, "failed"),
+            (metrics.DIVERGED, "diverged"),
+        )
     ]
     durations = [
         _metric(metrics.DURATION, a, e, stat, label=f"{a}/{e} {stat.lower()}")

@@ -18,9 +18,10 @@ FINISHED = "DeployFinished"
 SUCCEEDED = "DeploySucceeded"
 FAILED = "DeployFailed"
 CANCELLED = "DeployCancelled"
+DIVERGED = "DeployDiverged"  # a deploy ended with hosts on different releases
 DURATION = "DeployDuration"
 LOCK_AGE = "LockAgeSeconds"
-DEPLOY_METRICS = (FINISHED, SUCCEEDED, FAILED, CANCELLED, DURATION)
+DEPLOY_METRICS = (FINISHED, SUCCEEDED, FAILED, CANCELLED, DIVERGED, DURATION)
 
 
 class DeployMetricsPublisher:
@@ -35,6 +36,7 @@ class DeployMetricsPublisher:
             # a cancel is an operator's choice, not a fault: the alarm on failed deploys
             # subtracts it from DeployFailed (which the dashboard keeps counting as not-succeeded)
             (CANCELLED, 1 if deploy.status is DeployStatus.CANCELLED else 0, "Count"),
+            (DIVERGED, 1 if deploy.status is DeployStatus.DIVERGED else 0, "Count"),
         ]
         if duration_seconds is not None:
             values.append((DURATION, duration_seconds, MetricUnit.Seconds.value))

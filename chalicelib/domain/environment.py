@@ -1,16 +1,20 @@
 """An environment's shared state and the pure decisions made on it.
 
 One item per app+environment holds the lease-based lock (who is deploying, until when), the
-one queued deploy (newest wins; older queued ones are superseded), the live release and the
-freeze. Every change is computed here from a snapshot and written back only if the snapshot is
-still current (optimistic concurrency on the item's version), so two concurrent requests can
-never both think they hold the lock or both believe they are the queued one.
+one queued deploy (newest wins; older queued ones are superseded), the live release, the
+freeze, and which release each host reports (``fleet``; a ``diverged`` deploy's environment is
+mixed and stays locked to new deploys until the fleet converges, ``domain/fleet.py``).
+Every change is computed here from a snapshot and written back only if the snapshot is still
+current (optimistic concurrency on the item's version), so two concurrent requests can never
+both think they hold the lock or both believe they are the queued one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from enum import StrEnum
+
+from .fleet import FleetState, HostRelease, fleet_state, merged
 
 
 @dataclass(frozen=True)
@@ -27,7 +31,10 @@ class EnvironmentState:
     frozen_reason: str | None = None
     frozen_by: str | None = None
     frozen_at: str | None = None
-    audit: tuple[dict[str, str], ...] = ()  # freeze/unfreeze/cancel, newest last
+    audit: tuple[dict[str, str], ...] = ()  # freeze/unfreeze/cancel/diverged/converged
+    fleet: tuple[HostRelease, ...] = ()  # each host's last report, by name
+    diverged_deploy_id: str | None = None  # set while a diverged deploy's fleet is mixed
+    queued_force: bool = False  # the queued deploy was forced (it may converge a mixed fleet)
     version: int | None = None
 
     def holder(self, now: float) -> str | None:
@@ -39,6 +46,15 @@ class EnvironmentState:
     @property
     def frozen(self) -> bool:
         return self.frozen_reason is not None
+
+    @property
+    def fleet_state(self) -> FleetState:
+        return fleet_state(self.fleet, self.current_sha)
+
+    @property
+    def blocked(self) -> bool:
+        """New deploys wait (unless forced): frozen, or a diverged fleet not converged yet."""
+        return self.frozen or self.diverged_deploy_id is not None
 
 
 class AdmissionKind(StrEnum):
@@ -63,7 +79,7 @@ def admit(state: EnvironmentState, sha: str, now: float, *, force: bool = False)
     if state.queued_deploy_id and state.queued_sha == sha:
         return Admission(AdmissionKind.EXISTING, existing_deploy_id=state.queued_deploy_id)
     expired = state.lock_deploy_id if state.lock_deploy_id and not holder else None
-    if holder is None and (force or not state.frozen):
+    if holder is None and (force or not state.blocked):
         return Admission(
             AdmissionKind.RUN,
             superseded_deploy_id=state.queued_deploy_id,
@@ -83,16 +99,22 @@ def with_lock(
 
 
 def admitted(
-    state: EnvironmentState, admission: Admission, deploy_id: str, sha: str, expires_at: int
+    state: EnvironmentState,
+    admission: Admission,
+    deploy_id: str,
+    sha: str,
+    expires_at: int,
+    *,
+    force: bool = False,
 ) -> EnvironmentState:
     """The environment after admitting ``deploy_id`` as ``admission`` decided: it takes the
     lock (and the queue empties: the queued deploy it replaces is superseded), or it becomes
     the one queued deploy."""
     if admission.kind is AdmissionKind.RUN:
-        emptied = replace(state, queued_deploy_id=None, queued_sha=None)
+        emptied = replace(state, queued_deploy_id=None, queued_sha=None, queued_force=False)
         return with_lock(emptied, deploy_id, sha, expires_at)
     if admission.kind is AdmissionKind.QUEUE:
-        return replace(state, queued_deploy_id=deploy_id, queued_sha=sha)
+        return replace(state, queued_deploy_id=deploy_id, queued_sha=sha, queued_force=force)
     raise ValueError("an existing deploy is the answer: nothing is admitted")
 
 
@@ -111,37 +133,90 @@ class Release:
     promoted_deploy_id: str | None = None
 
 
+def _may_start_queued(state: EnvironmentState) -> bool:
+    """The queued deploy may take a free lock: not frozen, and the fleet not diverged (unless
+    the queued deploy was forced: it may converge the fleet)."""
+    if not state.queued_deploy_id or state.frozen:
+        return False
+    return state.diverged_deploy_id is None or state.queued_force
+
+
 def release(state: EnvironmentState, deploy_id: str) -> Release:
-    """End ``deploy_id``'s hold; the queued deploy (unless frozen) takes the lock next."""
+    """End ``deploy_id``'s hold; the queued deploy (unless blocked) takes the lock next."""
     if state.lock_deploy_id != deploy_id:
         return Release(held=False)
-    if state.queued_deploy_id and not state.frozen:
+    if _may_start_queued(state):
         return Release(held=True, promoted_deploy_id=state.queued_deploy_id)
     return Release(held=True)
 
 
 def released(
-    state: EnvironmentState, deploy_id: str, live_sha: str | None, expires_at: int
+    state: EnvironmentState,
+    deploy_id: str,
+    live_sha: str | None,
+    expires_at: int,
+    *,
+    diverged: bool = False,
+    at: str = "",
 ) -> tuple[EnvironmentState | None, str | None]:
     """The environment after ``deploy_id`` ended (None: it no longer held the lock, change
     nothing) and the queued deploy that now holds the lock (its lease to ``expires_at``).
-    ``live_sha``: the release every host now runs, when the deploy changed it."""
-    decision = release(state, deploy_id)
-    if not decision.held:
+    ``live_sha``: the release every host now runs, when the deploy changed it. ``diverged``:
+    the deploy ended with its hosts on different releases; the environment stays blocked
+    until the hosts' reports agree with its release (then it is converged again)."""
+    if not release(state, deploy_id).held:
         return None, None
     new = replace(state, lock_deploy_id=None, lock_sha=None, lock_expires_at=None)
     if live_sha:
         new = replace(new, current_sha=live_sha, current_deploy_id=deploy_id)
-    if decision.promoted_deploy_id:
+    if diverged and new.diverged_deploy_id != deploy_id:
+        new = replace(new, diverged_deploy_id=deploy_id)
+        new = audited(new, at=at, by="roadie", action="diverged", deploy_id=deploy_id)
+    new = settled(new, at)
+    promoted = new.queued_deploy_id if _may_start_queued(new) else None
+    if promoted:
         new = start_queued(new, expires_at)
-    return new, decision.promoted_deploy_id
+    return new, promoted
+
+
+def settled(state: EnvironmentState, at: str) -> EnvironmentState:
+    """A diverged environment whose hosts now all report its release is converged again
+    (audited); any other state is returned as is."""
+    if state.diverged_deploy_id is None or state.fleet_state is FleetState.MIXED:
+        return state
+    new = replace(state, diverged_deploy_id=None)
+    return audited(
+        new,
+        at=at,
+        by="roadie",
+        action="converged",
+        deploy_id=state.diverged_deploy_id,
+        sha=state.current_sha or "",
+    )
+
+
+def reported(
+    state: EnvironmentState, reports: tuple[HostRelease, ...], keep: tuple[str, ...]
+) -> EnvironmentState:
+    """``state`` with the hosts' new reports (``keep``: the fleet's hosts now)."""
+    return replace(state, fleet=merged(state.fleet, reports, keep))
+
+
+def converging(
+    state: EnvironmentState, deploy_id: str, now: float, expires_at: int
+) -> EnvironmentState | None:
+    """The diverged deploy takes the free lock for a convergence attempt (its rollback runs
+    again); None if the environment is not diverged by it or someone holds the lock."""
+    if state.diverged_deploy_id != deploy_id or state.holder(now) is not None:
+        return None
+    return with_lock(state, deploy_id, "", expires_at)
 
 
 def start_queued(state: EnvironmentState, expires_at: int) -> EnvironmentState:
     """The queued deploy takes the lock (its lease running to ``expires_at``)."""
     assert state.queued_deploy_id is not None, "nothing is queued"
     new = with_lock(state, state.queued_deploy_id, state.queued_sha or "", expires_at)
-    return replace(new, queued_deploy_id=None, queued_sha=None)
+    return replace(new, queued_deploy_id=None, queued_sha=None, queued_force=False)
 
 
 AUDIT_KEEP = 50
@@ -153,8 +228,8 @@ def audited(state: EnvironmentState, **event: str) -> EnvironmentState:
 
 
 def promotable(state: EnvironmentState, now: float) -> str | None:
-    """The queued deploy that may start now (lock free or expired, not frozen)."""
-    if state.queued_deploy_id and state.holder(now) is None and not state.frozen:
+    """The queued deploy that may start now (lock free or expired, not blocked)."""
+    if state.holder(now) is None and _may_start_queued(state):
         return state.queued_deploy_id
     return None
 
@@ -163,7 +238,7 @@ def dequeued(state: EnvironmentState, deploy_id: str, by: str, at: str) -> Envir
     """The queue emptied of ``deploy_id`` (cancelled by ``by``); None if it is not queued here."""
     if state.queued_deploy_id != deploy_id:
         return None
-    new = replace(state, queued_deploy_id=None, queued_sha=None)
+    new = replace(state, queued_deploy_id=None, queued_sha=None, queued_force=False)
     return audited(new, at=at, by=by, action="cancel", deploy_id=deploy_id)
 
 

@@ -19,13 +19,13 @@ ACTIVE_STATUSES: frozenset[S] = frozenset({S.QUEUED, S.RUNNING})
 COMPLETED_STATUSES: frozenset[S] = frozenset(set(S) - ACTIVE_STATUSES)
 # Outcomes where the fleet did not end on the requested release.
 UNSUCCESSFUL_STATUSES: frozenset[S] = frozenset(
-    {S.FAILED, S.ERRORED, S.TIMED_OUT, S.CANCELLED, S.ROLLED_BACK}
+    {S.FAILED, S.ERRORED, S.TIMED_OUT, S.CANCELLED, S.ROLLED_BACK, S.DIVERGED}
 )
 
 TRANSITIONS: dict[S, frozenset[S]] = {
     S.QUEUED: frozenset({S.RUNNING, S.SUPERSEDED, S.CANCELLED, S.ERRORED}),
     S.RUNNING: frozenset(
-        {S.SUCCEEDED, S.FAILED, S.ERRORED, S.TIMED_OUT, S.CANCELLED, S.ROLLED_BACK}
+        {S.SUCCEEDED, S.FAILED, S.ERRORED, S.TIMED_OUT, S.CANCELLED, S.ROLLED_BACK, S.DIVERGED}
     ),
     **{status: frozenset() for status in COMPLETED_STATUSES},
 }

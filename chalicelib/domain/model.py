@@ -27,6 +27,7 @@ class DeployStatus(StrEnum):
     CANCELLED = "cancelled"
     ROLLED_BACK = "rolled_back"
     SUPERSEDED = "superseded"
+    DIVERGED = "diverged"  # ended with hosts on different releases (a rollback failed)
 
 
 class Phase(StrEnum):
@@ -162,6 +163,9 @@ class Deploy:
     rollback_of: str | None = None
     superseded_by: str | None = None
     cancel_requested_by: str | None = None
+    # a diverged deploy's fleet: hosts off the environment's release, convergence attempts,
+    # the next try and when the fleet converged (``domain/fleet.py``)
+    fleet: dict[str, object] = field(default_factory=dict)
     version: int | None = None
 
     @property

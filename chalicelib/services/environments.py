@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
@@ -23,16 +23,19 @@ from ..domain.environment import (
     admit,
     admitted,
     audited,
+    converging,
     dequeued,
     frozen,
     promotable,
     released,
     renewed,
+    reported,
     start_queued,
     thawed,
 )
 from ..domain.errors import ConflictError, StaleStateError
-from ..domain.model import Deploy
+from ..domain.fleet import HostRelease, converged_note
+from ..domain.model import Deploy, DeployStatus
 from .clock import iso, utcnow
 from .errors import LeaseLostError
 from .ports import DeployStore
@@ -120,7 +123,8 @@ class EnvironmentService:
                 return None
             deploy = record(now, decision.kind is AdmissionKind.RUN)
             outcome = Admitted(decision, deploy)
-            return Write(admitted(seen, decision, deploy.deploy_id, sha, self._expiry(now)), deploy)
+            new = admitted(seen, decision, deploy.deploy_id, sha, self._expiry(now), force=force)
+            return Write(new, deploy)
 
         self._change(app, environment, decide, "admit a deploy to")
         assert outcome is not None, "decide runs at least once"
@@ -139,16 +143,62 @@ class EnvironmentService:
 
     def release(self, deploy: Deploy, *, live_sha: str | None = None) -> str | None:
         """Release the lock ``deploy`` held (nothing, if it lost it); the queued deploy, unless
-        frozen, takes it. Returns that deploy's id: the caller launches it."""
+        frozen or the fleet diverged, takes it. Returns that deploy's id: the caller launches
+        it. A ``diverged`` deploy leaves the environment diverged; once the hosts' reports
+        agree with its release, the diverged deploy's record notes the convergence."""
         promoted: str | None = None
+        converged: str | None = None
 
         def decide(seen: EnvironmentState, now: datetime) -> Write | None:
-            nonlocal promoted
-            new, promoted = released(seen, deploy.deploy_id, live_sha, self._expiry(now))
+            nonlocal promoted, converged
+            new, promoted = released(
+                seen,
+                deploy.deploy_id,
+                live_sha,
+                self._expiry(now),
+                diverged=deploy.status is DeployStatus.DIVERGED,
+                at=iso(now),
+            )
+            if new is None:
+                return None
+            gone = seen.diverged_deploy_id and new.diverged_deploy_id is None
+            converged = seen.diverged_deploy_id if gone else None
+            return Write(new)
+
+        state = self._change(deploy.app, deploy.environment, decide, "release")
+        if converged:
+            at, sha = iso(self.clock()), state.current_sha or ""
+
+            def note(d: Deploy) -> None:
+                d.fleet = converged_note(d.fleet, at, sha, by=deploy.deploy_id)
+                d.updated_at = at
+
+            self.store.mutate(converged, note)
+        return promoted
+
+    def report(
+        self, app: str, environment: str, reports: Sequence[HostRelease], keep: Sequence[str]
+    ) -> None:
+        """Record which release each host said it runs (FleetLedger)."""
+
+        def decide(seen: EnvironmentState, now: datetime) -> Write | None:
+            new = reported(seen, tuple(reports), tuple(keep))
+            return Write(new) if new.fleet != seen.fleet else None
+
+        self._change(app, environment, decide, "record the fleet of")
+
+    def hold_for_convergence(self, deploy: Deploy) -> bool:
+        """The diverged ``deploy`` takes the free lock while its rollback is retried."""
+        held = False
+
+        def decide(seen: EnvironmentState, now: datetime) -> Write | None:
+            nonlocal held
+            new = converging(seen, deploy.deploy_id, now.timestamp(), self._expiry(now))
+            held = new is not None
             return Write(new) if new is not None else None
 
-        self._change(deploy.app, deploy.environment, decide, "release")
-        return promoted
+        self._change(deploy.app, deploy.environment, decide, "converge")
+        return held
 
     def promote_queued(self, app: str, environment: str) -> str | None:
         """The queued deploy takes the lock if it is free (or expired) and nothing is frozen.

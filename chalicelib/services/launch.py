@@ -125,6 +125,10 @@ class Launcher:
         if promoted:
             self.launch(promoted)
 
+    def hold_for_convergence(self, deploy: Deploy) -> bool:
+        """The diverged ``deploy`` takes the free lock for a convergence attempt."""
+        return self.environments.hold_for_convergence(deploy)
+
     def start_queued(self, app: str, environment: str) -> str | None:
         """Launch the queued deploy if the lock is free (or expired) and nothing is frozen."""
         promoted = self.environments.promote_queued(app, environment)

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from ..domain.environment import EnvironmentState
+from ..domain.fleet import HostRelease
 from ..domain.model import Deploy, Host, HostResult
 from ..domain.pipeline import AppConfig
 
@@ -84,6 +85,19 @@ class Handover(Protocol):
 
     def end(self, deploy: Deploy, *, live_sha: str | None = None) -> None: ...
     def start_queued(self, app: str, environment: str) -> str | None: ...
+    def hold_for_convergence(self, deploy: Deploy) -> bool:
+        """The diverged ``deploy`` takes the free lock for a convergence attempt; False if
+        the environment is held (or no longer diverged by it)."""
+        ...
+
+
+class FleetLedger(Protocol):
+    """Which release each host runs, from its own reports (``EnvironmentService``)."""
+
+    def report(
+        self, app: str, environment: str, reports: Sequence[HostRelease], keep: Sequence[str]
+    ) -> None:
+        """Record ``reports`` (``keep``: the environment's hosts now; others are dropped)."""
 
 
 class DeployMetrics(Protocol):

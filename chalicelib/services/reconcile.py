@@ -6,7 +6,13 @@ Run on a schedule (and safe to run any time). For each environment someone holds
   says running: if hosts may have switched, start a recovery execution that rolls every host
   back (ends ``rolled_back``, cause recorded); otherwise end it ``errored``;
 - the holder's lease expired with no execution at all: end it ``errored``;
-- nobody holds the lock but a deploy is queued (and not frozen): start it.
+- nobody holds the lock but a deploy is queued (and not frozen): start it;
+- the fleet diverged (a ``diverged`` deploy left hosts on different releases) and nobody
+  holds the lock: once its backoff has passed, the diverged deploy takes the lock and a
+  recovery execution retries its rollback on every host (a convergence attempt; exponential
+  backoff from the poll interval, capped at an hour). The attempt's reports decide: when every
+  host runs the environment's release, the environment is converged again (audited, noted on
+  the deploy's ``fleet``) and the queued deploy starts.
 It also reports how long each active holder has held its lock (``LockAgeSeconds``), so an
 alarm can catch a lock that outlives every phase timeout.
 """
@@ -15,11 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from ..domain import lifecycle
 from ..domain.contract import EXECUTION_GONE, ExecutionInput
+from ..domain.environment import EnvironmentState
+from ..domain.errors import RoadieError
+from ..domain.fleet import retry_delay
 from ..domain.model import Deploy, DeployStatus, Host, HostCommand, Phase
 from ..domain.pipeline import EnvironmentConfig, PipelineConfig
 from ..domain.rollout import RolloutPlan, Step
@@ -65,9 +74,15 @@ class Reconciler:
                 started = self.handover.start_queued(env.app, env.environment)
                 if started:
                     actions.append({"deploy_id": started, "action": "started queued deploy"})
+                elif env.diverged_deploy_id:
+                    converging = self._converge(env.diverged_deploy_id, now)
+                    if converging:
+                        actions.append({"deploy_id": env.diverged_deploy_id, "action": converging})
                 continue
             deploy = self.deploys.get(holder)
             if not lifecycle.is_active(deploy.status):
+                if self._attempt_running(env, deploy, now):
+                    continue
                 self.handover.end(deploy)
                 actions.append({"deploy_id": holder, "action": "released a finished deploy"})
                 continue
@@ -81,6 +96,57 @@ class Reconciler:
                 continue
             actions.append({"deploy_id": holder, "action": self._recover(deploy, status)})
         return actions
+
+    def _attempt_running(self, env: EnvironmentState, deploy: Deploy, now: datetime) -> bool:
+        """A diverged deploy holds its environment while its convergence attempt runs."""
+        if deploy.deploy_id != env.diverged_deploy_id or deploy.execution_arn is None:
+            return False
+        if env.holder(now.timestamp()) is None:
+            return False
+        return self.executions.status(deploy.execution_arn) == "RUNNING"
+
+    def _converge(self, deploy_id: str, now: datetime) -> str | None:
+        """Start the next convergence attempt of a diverged deploy, if its backoff passed."""
+        deploy = self.deploys.get(deploy_id)
+        due = deploy.fleet.get("next_try_at")
+        if isinstance(due, str) and parse_iso(due) > now:
+            return None
+        if not self.handover.hold_for_convergence(deploy):
+            return None
+        attempt = int(str(deploy.fleet.get("attempts") or 0)) + 1
+        wait = retry_delay(attempt, self.poll_seconds)
+        at = iso(now)
+
+        def attempting(d: Deploy) -> None:
+            d.fleet = {
+                **d.fleet,
+                "attempts": attempt,
+                "last_attempt_at": at,
+                "next_try_at": iso(now + timedelta(seconds=wait)),
+            }
+            d.updated_at = at
+
+        deploy = self.deploys.mutate(deploy_id, attempting)
+        app, env = self.pipeline.environment(deploy.app, deploy.environment)
+        execution = ExecutionInput(
+            deploy_id=deploy_id,
+            plan=recovery_plan(deploy, env),
+            parameters=document_parameters(app, deploy.sha, deploy.previous_sha),
+            poll_seconds=self.poll_seconds,
+        )
+        try:
+            arn = self.executions.start(f"{deploy_id}-converge-{attempt}", execution.to_json())
+        except RoadieError as exc:
+            self.handover.end(deploy)  # free the lock; the next run tries again
+            return f"could not start convergence attempt {attempt}: {exc}"
+
+        def started(d: Deploy) -> None:
+            d.execution_arn = arn
+            d.phases[f"converge-{attempt}"] = {"execution": arn, "started_at": at}
+
+        self.deploys.mutate(deploy_id, started)
+        target = (deploy.previous_sha or "no release")[:12]
+        return f"converging (attempt {attempt}): rolling every host back to {target}"
 
     def _recover(self, deploy: Deploy, execution_status: str | None) -> str:
         what = f"its execution is {execution_status}" if execution_status else "its lease expired"

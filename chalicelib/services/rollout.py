@@ -27,29 +27,56 @@ from ..domain.contract import (
     Wave,
 )
 from ..domain.errors import UnavailableError
+from ..domain.fleet import HostRelease, divergence_note, off_release, reported_release
 from ..domain.model import Deploy, DeployStatus, HostCommand, HostResult, HostStatus, Phase
-from ..domain.rollout import Step
+from ..domain.rollout import RolloutPlan, Step
 from .clock import iso, parse_iso, utcnow
 from .errors import CancelRequestedError
-from .ports import DeployMetrics, DeployStore, Handover, HostCommandRunner, HostResultStore, Lease
+from .evidence import contract_failure, divergence, host_names, plan_hosts
+from .ports import (
+    DeployMetrics,
+    DeployStore,
+    FleetLedger,
+    Handover,
+    HostCommandRunner,
+    HostResultStore,
+    Lease,
+)
 
 TAIL_CHARS = 2000  # of each host's stdout/stderr kept in the record
 # How long SSM may take to deliver a command, on top of the phase's execution timeout.
 DELIVERY_GRACE_SECONDS = 60
 HOST_OUTCOMES = {"failed": RouteState.FAILED, "timed_out": RouteState.TIMED_OUT}
+# Phases in which some host may already run the new release.
+SWITCHED_PHASES = (Phase.SWITCHING, Phase.VERIFYING, Phase.ROLLING_BACK)
 
 
-def final_status(deploy: Deploy, outcome: DeployStatus) -> DeployStatus:
+def final_status(deploy: Deploy, outcome: DeployStatus, *, mixed: bool = False) -> DeployStatus:
     """What the deploy ends as. A rollout that rolled back ends ``rolled_back`` (or
-    ``cancelled`` when a cancel caused it); a rollback that itself failed ends ``failed``."""
-    if deploy.phase is Phase.ROLLING_BACK:
-        if outcome is DeployStatus.SUCCEEDED:
-            return (
-                DeployStatus.CANCELLED if deploy.cancel_requested_by else DeployStatus.ROLLED_BACK
-            )
-        if outcome in (DeployStatus.FAILED, DeployStatus.TIMED_OUT):
-            return DeployStatus.FAILED
+    ``cancelled`` when a cancel caused it). One that did not succeed after hosts switched and
+    left some host off the environment's release (``mixed``: a rollback failed, timed out or
+    never ran to its end) ends ``diverged``; a rollback that failed with every host back on
+    the environment's release ends ``failed``."""
+    if deploy.phase is Phase.ROLLING_BACK and outcome is DeployStatus.SUCCEEDED:
+        return DeployStatus.CANCELLED if deploy.cancel_requested_by else DeployStatus.ROLLED_BACK
+    if outcome is DeployStatus.SUCCEEDED:
+        return outcome
+    if mixed and deploy.phase in SWITCHED_PHASES:
+        return DeployStatus.DIVERGED
+    if deploy.phase is Phase.ROLLING_BACK and outcome in (
+        DeployStatus.FAILED,
+        DeployStatus.TIMED_OUT,
+    ):
+        return DeployStatus.FAILED
     return outcome
+
+
+def phase_key(deploy: Deploy, step: Step) -> str:
+    """Where a step is recorded in ``deploy.phases``: its label, or for a convergence attempt
+    of a diverged deploy ``converge-<attempt>.<label>`` (each attempt is sent afresh)."""
+    if deploy.status is DeployStatus.DIVERGED:
+        return f"converge-{deploy.fleet.get('attempts', 0)}.{step.label}"
+    return step.label
 
 
 def errored_evidence(deploy: Deploy, error: TaskError | None) -> dict[str, object]:
@@ -103,6 +130,7 @@ class RolloutService:
     lease: Lease
     handover: Handover
     clock: Callable[[], datetime] = utcnow
+    fleet: FleetLedger | None = None  # where hosts' release reports go (None: not recorded)
 
     # -- the JSON edge: each Lambda event becomes its task, each answer JSON again
 
@@ -115,7 +143,8 @@ class RolloutService:
         if deploy.cancel_requested_by and step.command is not HostCommand.ROLLBACK:
             raise CancelRequestedError(f"cancel requested by {deploy.cancel_requested_by}")
         self.lease.renew(deploy)
-        sent = deploy.phases.get(step.label, {})
+        key = phase_key(deploy, step)
+        sent = deploy.phases.get(key, {})
         command_ids = sent.get("command_ids")
         if sent.get("cursor") == cursor and isinstance(command_ids, list) and command_ids:
             # a retry of a dispatch that already sent this step: never send it twice
@@ -154,9 +183,11 @@ class RolloutService:
         )
 
         def started(d: Deploy) -> None:
-            lifecycle.enter_phase(d, step.command.deploy_phase, iso(now))
-            d.step = cursor
-            d.phases[step.label] = {
+            if lifecycle.is_active(d.status):  # not a diverged deploy's convergence attempt
+                lifecycle.enter_phase(d, step.command.deploy_phase, iso(now))
+                d.step = cursor
+            d.updated_at = iso(now)
+            d.phases[key] = {
                 "command": step.command.value,
                 "batch": step.batch,
                 "hosts": len(step.hosts),
@@ -192,6 +223,7 @@ class RolloutService:
         expected_sha = task.parameters["sha"]
         results = self._collect(task.deploy_id, step, wave, expected_sha, overdue)
         self.host_results.put_many(results)
+        self._report_fleet(deploy, results, task.plan, now)
         bad = [r for r in results if r.status is not HostStatus.SUCCEEDED]
         if not deploy.cancel_requested_by and any(r.status is HostStatus.CANCELLED for r in bad):
             deploy = self.deploys.get(task.deploy_id)  # cancelled since it was read above
@@ -204,8 +236,10 @@ class RolloutService:
             outcome = "cancelled"  # every host that did not succeed was stopped by the cancel
         switched = cursor >= plan.first_switch and command is not HostCommand.ROLLBACK
 
+        key = phase_key(deploy, step)
+
         def record(d: Deploy) -> None:
-            entry = d.phases.setdefault(step.label, {})
+            entry = d.phases.setdefault(key, {})
             entry["status"] = outcome
             entry["finished_at"] = iso(now)
             started = entry.get("started_at")
@@ -214,7 +248,9 @@ class RolloutService:
             d.updated_at = iso(now)
             if outcome == "cancelled":
                 entry["cancelled_by"] = d.cancel_requested_by
-            if failed:
+            if failed and not lifecycle.is_active(d.status):
+                entry["error"] = host_failure(step, failed, outcome)  # a convergence attempt
+            elif failed:
                 evidence = host_failure(step, failed, outcome)
                 if command is HostCommand.ROLLBACK and d.error is not None:
                     d.error = {**d.error, "rollback": evidence}
@@ -237,6 +273,24 @@ class RolloutService:
         if nxt >= plan.rollback_cursor:
             return Route(RouteState.DONE, nxt)
         return Route(RouteState.NEXT, nxt, step.bake_seconds)
+
+    def _report_fleet(
+        self, deploy: Deploy, results: list[HostResult], plan: RolloutPlan, now: datetime
+    ) -> None:
+        """Record the release each host said it runs at the end of this step."""
+        if self.fleet is None:
+            return
+        names = host_names(deploy)
+        reports = []
+        for result in results:
+            sha = reported_release(result.stdout_tail)
+            if sha is not None:
+                at = result.finished_at or iso(now)
+                name = names.get(result.instance_id, "")
+                reports.append(HostRelease(result.instance_id, sha, name, deploy.deploy_id, at))
+        if reports:
+            keep = [h.instance_id for h in plan.hosts]
+            self.fleet.report(deploy.app, deploy.environment, reports, keep)
 
     def _collect(
         self, deploy_id: str, step: Step, wave: Wave, expected_sha: str, overdue: bool
@@ -299,14 +353,31 @@ class RolloutService:
         the environment on (always: a retry after a failed release must still free it)."""
         now = self.clock()
         changed = False
+        first = self.deploys.get(task.deploy_id)
+        env = self.deploys.environment(first.app, first.environment)
+        targeted = set(plan_hosts(first))
+        off = [r for r in off_release(env.fleet, env.current_sha) if r.instance_id in targeted]
 
         def close(d: Deploy) -> None:
             nonlocal changed
             changed = lifecycle.is_active(d.status)
             if not changed:
+                if d.status is DeployStatus.DIVERGED:  # a convergence attempt ended
+                    d.fleet = {**d.fleet, "off_release": [r.to_json() for r in off]}
+                    d.fleet["last_outcome"] = task.outcome.value
+                    d.updated_at = iso(now)
                 return
-            outcome = final_status(d, task.outcome)
-            error = errored_evidence(d, task.error) if outcome is DeployStatus.ERRORED else None
+            outcome = final_status(d, task.outcome, mixed=bool(off))
+            error = None
+            if task.outcome is DeployStatus.ERRORED:
+                error = errored_evidence(d, task.error)
+            if outcome is DeployStatus.DIVERGED:
+                if error is not None:
+                    d.error = error
+                error = divergence(d, off, env.current_sha)
+                d.fleet = divergence_note(off, env.current_sha)
+            elif outcome is DeployStatus.FAILED and d.phase is Phase.POST_MIGRATING:
+                error = contract_failure(d)
             lifecycle.end(d, outcome, iso(now), error=error)
 
         deploy = self.deploys.mutate(task.deploy_id, close)

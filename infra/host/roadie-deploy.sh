@@ -14,6 +14,8 @@
 #   shared/.env and shared/log/ (linked into each release as .env and log), revisions.log.
 # Commands are split on spaces and run as argv (never through a shell), in the release dir, with
 #   ROADIE_PHASE ROADIE_SHA ROADIE_APP ROADIE_RELEASE_DIR RELEASE_DIR and the release's .env.
+# Every phase ends (success or failure, once parameters are valid) with one stdout line
+#   CURRENT_REVISION=<sha> naming the release `current` points at (empty: none).
 # Exit codes: 0 ok, 1 unexpected error, 2 bad or missing parameter, 3 fetch failed,
 #   4 build failed, 5 release not staged, 6 migrate failed, 7 post_migrate failed or release
 #   not current, 8 switch or restart failed, 9 current release is not SHA, 10 health check
@@ -33,9 +35,15 @@ trap 'printf "roadie: error: unexpected failure (exit %s) at line %s: %s\n" "$?"
 
 TMP_RELEASE=""
 TMP_LINK=""
+CURRENT=""
 cleanup() {
   if [[ -n $TMP_RELEASE ]]; then rm -rf -- "$TMP_RELEASE"; fi
   if [[ -n $TMP_LINK ]]; then rm -f -- "$TMP_LINK"; fi
+  # Every phase, success or failure, ends by saying which release this host now runs (empty:
+  # none): the one parseable line Roadie records per host (domain/fleet.py).
+  if [[ -n $CURRENT ]] && declare -F current_sha > /dev/null; then
+    printf 'CURRENT_REVISION=%s\n' "$(current_sha)"
+  fi
 }
 trap cleanup EXIT
 

@@ -13,6 +13,7 @@ import pytest
 
 from chalicelib.domain.environment import EnvironmentState
 from chalicelib.domain.errors import ConflictError, NotFoundError
+from chalicelib.domain.fleet import HostRelease
 from chalicelib.domain.model import Deploy, DeployStatus, Phase
 from chalicelib.services.ports import DeployStore
 from tests.unit.services.fakes import FakeDeployStore
@@ -261,3 +262,42 @@ def test_locked_environments_are_those_held_or_waited_for(store: DeployStore) ->
 
 def test_locked_environments_of_an_empty_store_is_empty(store: DeployStore) -> None:
     assert store.locked_environments() == []
+
+
+def test_the_fleet_and_a_divergence_read_back_whole_and_count_as_locked(
+    store: DeployStore,
+) -> None:
+    seen = store.environment("shop", "production")
+    fleet = (
+        HostRelease("i-1", "b" * 40, "web-1", "d-1", "2024-05-01T12:00:00+00:00"),
+        HostRelease("i-2", "", "web-2", "d-1", "2024-05-01T12:00:01+00:00"),
+    )
+    new = replace(
+        seen,
+        current_sha=SHA,
+        fleet=fleet,
+        diverged_deploy_id="d-1",
+        queued_deploy_id="d-2",
+        queued_force=True,
+    )
+    store.write_environment(seen, new)
+    assert store.environment("shop", "production") == replace(new, version=1)
+    seen = store.environment("shop", "production")
+    store.write_environment(seen, replace(seen, queued_deploy_id=None, queued_force=False))
+    assert [s.diverged_deploy_id for s in store.locked_environments()] == ["d-1"]
+    seen = store.environment("shop", "production")
+    converged = replace(seen, diverged_deploy_id=None, fleet=())
+    store.write_environment(seen, converged)
+    assert store.environment("shop", "production") == replace(converged, version=3)
+    assert store.locked_environments() == []
+
+
+def test_a_deploys_fleet_note_reads_back(store: DeployStore) -> None:
+    create(store, deploy("d-1"))
+    note = {"state": "mixed", "attempts": 2, "next_try_at": None, "off_release": [{"sha": ""}]}
+
+    def diverged(d: Deploy) -> None:
+        d.fleet = dict(note)
+
+    store.mutate("d-1", diverged)
+    assert store.get("d-1").fleet == note

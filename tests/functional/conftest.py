@@ -21,7 +21,16 @@ TOKEN = "test-token-0123456789"
 EVENTS = ROOT / "tests" / "events"
 CORPUS_SECRETS = json.loads((EVENTS / "secrets.json").read_text())
 CORPUS_CONFIG = str(Path(__file__).parent / "pipeline-corpus.toml")
-TERMINAL = {"succeeded", "failed", "errored", "timed_out", "cancelled", "rolled_back", "superseded"}
+TERMINAL = {
+    "succeeded",
+    "failed",
+    "errored",
+    "timed_out",
+    "cancelled",
+    "rolled_back",
+    "superseded",
+    "diverged",
+}
 
 
 @pytest.fixture(scope="session")

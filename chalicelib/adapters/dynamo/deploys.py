@@ -19,6 +19,7 @@ from pynamodb.transactions import TransactWrite
 
 from ...domain.environment import EnvironmentState
 from ...domain.errors import NotFoundError, StaleStateError, ValidationError
+from ...domain.fleet import HostRelease
 from ...domain.model import (
     Deploy,
     DeployStatus,
@@ -107,6 +108,8 @@ class DeployRepository:
             return EnvironmentState(app, environment)
         values = {name: getattr(item, name) for name in _ENV_FIELDS}
         values["audit"] = tuple(_plain(entry) for entry in (item.audit or []))
+        values["fleet"] = tuple(HostRelease.from_json(_plain(e)) for e in (item.fleet or []))
+        values["queued_force"] = bool(item.queued_force)
         return EnvironmentState(app=app, environment=environment, **values, version=item.version)
 
     def write_environment(
@@ -121,6 +124,10 @@ class DeployRepository:
                 attr = getattr(EnvironmentModel, name)
                 if name == "audit":
                     after = [dict(entry) for entry in after] or None
+                elif name == "fleet":
+                    after = [report.to_json() for report in after] or None
+                elif name == "queued_force":
+                    after = after or None
                 actions.append(attr.remove() if after is None else attr.set(after))
         actions.append(EnvironmentModel.updated_at.set(datetime.now(UTC).isoformat()))
         item = EnvironmentModel(env_key(seen.app, seen.environment))
@@ -139,10 +146,13 @@ class DeployRepository:
             raise
 
     def locked_environments(self) -> list[EnvironmentState]:
-        """Every environment someone holds or waits for (a scan: one item per app+env)."""
+        """Every environment someone holds or waits for, or whose fleet diverged (a scan: one
+        item per app+env)."""
         found = []
-        condition = EnvironmentModel.lock_deploy_id.exists() | (
-            EnvironmentModel.queued_deploy_id.exists()
+        condition = (
+            EnvironmentModel.lock_deploy_id.exists()
+            | EnvironmentModel.queued_deploy_id.exists()
+            | EnvironmentModel.diverged_deploy_id.exists()
         )
         for item in EnvironmentModel.scan(condition, consistent_read=True):
             app, _, environment = item.env_key.partition("#")

@@ -75,6 +75,7 @@ class DeployModel(Model):
     rollback_of = UnicodeAttribute(null=True)
     superseded_by = UnicodeAttribute(null=True)
     cancel_requested_by = UnicodeAttribute(null=True)
+    fleet = MapAttribute[str, Any](default=dict)
     version = VersionAttribute()
 
     by_environment = ByEnvironmentIndex()
@@ -119,6 +120,9 @@ class EnvironmentModel(Model):
     frozen_by = UnicodeAttribute(null=True)
     frozen_at = UnicodeAttribute(null=True)
     audit = ListAttribute(null=True)  # type: ignore[var-annotated]
+    fleet = ListAttribute(null=True)  # type: ignore[var-annotated]
+    diverged_deploy_id = UnicodeAttribute(null=True)
+    queued_force = BooleanAttribute(null=True)
     updated_at = UnicodeAttribute(null=True)
     version = VersionAttribute()
 
@@ -135,6 +139,9 @@ _ENV_FIELDS = (
     "frozen_by",
     "frozen_at",
     "audit",
+    "fleet",
+    "diverged_deploy_id",
+    "queued_force",
 )
 
 

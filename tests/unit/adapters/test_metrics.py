@@ -58,6 +58,7 @@ def test_lock_age_is_one_emf_metric_per_app_and_environment(
         (DeployStatus.FAILED, 1, 0),
         (DeployStatus.ROLLED_BACK, 1, 0),
         (DeployStatus.CANCELLED, 1, 1),
+        (DeployStatus.DIVERGED, 1, 0),
     ],
 )
 def test_a_cancel_counts_as_not_succeeded_and_as_cancelled(
@@ -77,3 +78,4 @@ def test_a_cancel_counts_as_not_succeeded_and_as_cancelled(
     (doc,) = emf_documents(capsys.readouterr().out)
     assert (value(doc, "DeployFailed"), value(doc, "DeployCancelled")) == (failed, cancelled)
     assert value(doc, "DeployFinished") == 1
+    assert value(doc, "DeployDiverged") == (1 if status is DeployStatus.DIVERGED else 0)

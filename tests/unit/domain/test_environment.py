@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from chalicelib.domain.environment import (
@@ -9,15 +11,18 @@ from chalicelib.domain.environment import (
     EnvironmentState,
     admit,
     admitted,
+    converging,
     dequeued,
     frozen,
     promotable,
     release,
     released,
     renewed,
+    settled,
     start_queued,
     thawed,
 )
+from chalicelib.domain.fleet import FleetState, HostRelease
 
 A, B = "a" * 40, "b" * 40
 NOW = 1_000_000.0
@@ -139,3 +144,73 @@ def test_freeze_and_thaw_are_audited() -> None:
     warm = thawed(cold, "bob", "t2")
     assert not warm.frozen and warm.frozen_by is None
     assert [e["action"] for e in warm.audit] == ["freeze", "unfreeze"]
+
+
+# --- a diverged fleet -------------------------------------------------------------------------
+
+
+def mixed(**extra: object) -> EnvironmentState:
+    """Host 1 stayed on B after d-1's rollback failed; the environment's release is A."""
+    fleet = (HostRelease("i-1", B, "web-1"), HostRelease("i-2", A, "web-2"))
+    return busy(current_sha=A, fleet=fleet, **extra)
+
+
+def test_a_deploy_ending_diverged_leaves_the_environment_blocked_and_audited() -> None:
+    new, promoted = released(
+        mixed(queued_deploy_id="d-2", queued_sha=B), "d-1", None, 700, diverged=True, at="t1"
+    )
+    assert new is not None and promoted is None  # the queued deploy waits
+    assert new.diverged_deploy_id == "d-1" and new.fleet_state is FleetState.MIXED
+    assert new.lock_deploy_id is None and new.queued_deploy_id == "d-2"
+    assert new.audit[-1] == {"at": "t1", "by": "roadie", "action": "diverged", "deploy_id": "d-1"}
+    assert promotable(new, NOW) is None
+    assert admit(new, "c" * 40, NOW).kind is AdmissionKind.QUEUE
+    assert admit(new, "c" * 40, NOW, force=True).kind is AdmissionKind.RUN
+
+
+def test_a_forced_deploy_queued_behind_a_convergence_attempt_may_start() -> None:
+    state = mixed(diverged_deploy_id="d-1")
+    decision = admit(state, "c" * 40, NOW, force=True)
+    queued = admitted(state, decision, "d-3", "c" * 40, 700, force=True)
+    assert queued.queued_force  # d-1's convergence attempt holds the lock: d-3 waits for it
+    new, promoted = released(queued, "d-1", None, 700, diverged=True, at="t2")
+    assert promoted == "d-3" and new is not None and new.lock_deploy_id == "d-3"
+    assert not new.queued_force
+
+
+def test_when_every_host_reports_the_release_the_environment_is_converged() -> None:
+    state = mixed(diverged_deploy_id="d-1", queued_deploy_id="d-2", queued_sha=B)
+    fixed = replace(state, fleet=(HostRelease("i-1", A), HostRelease("i-2", A)))
+    new, promoted = released(fixed, "d-1", None, 700, diverged=True, at="t3")
+    assert new is not None and new.diverged_deploy_id is None
+    assert new.fleet_state is FleetState.CONVERGED
+    assert new.audit[-1] == {
+        "at": "t3",
+        "by": "roadie",
+        "action": "converged",
+        "deploy_id": "d-1",
+        "sha": A,
+    }
+    assert promoted == "d-2" and new.lock_deploy_id == "d-2"
+    assert settled(mixed(), "t") == mixed()  # not diverged: nothing to settle
+
+
+def test_a_convergence_attempt_takes_only_a_free_lock_of_its_own_diverged_environment() -> None:
+    free = replace(mixed(diverged_deploy_id="d-1"), lock_deploy_id=None, lock_expires_at=None)
+    held = converging(free, "d-1", NOW, 900)
+    assert held is not None and (held.lock_deploy_id, held.lock_sha) == ("d-1", "")
+    assert converging(free, "d-9", NOW, 900) is None  # not the diverged deploy
+    assert converging(mixed(diverged_deploy_id="d-1"), "d-1", NOW, 900) is None  # held
+
+
+def test_a_forced_deploy_that_puts_every_host_on_its_release_converges_the_fleet() -> None:
+    c = "c" * 40
+    state = replace(
+        mixed(diverged_deploy_id="d-1"),
+        lock_deploy_id="d-3",
+        lock_sha=c,
+        fleet=(HostRelease("i-1", c), HostRelease("i-2", c)),  # d-3's own reports
+    )
+    new, _ = released(state, "d-3", c, 700, at="t4")
+    assert new is not None and new.current_sha == c and new.diverged_deploy_id is None
+    assert new.audit[-1]["action"] == "converged" and new.audit[-1]["deploy_id"] == "d-1"

@@ -14,6 +14,7 @@ from chalicelib.domain.lifecycle import (
     ACTIVE_STATUSES,
     COMPLETED_STATUSES,
     TRANSITIONS,
+    UNSUCCESSFUL_STATUSES,
     can_transition,
     check_transition,
 )
@@ -61,6 +62,13 @@ def test_completed_deploys_never_move_again() -> None:
 def test_running_can_end_in_each_kind_of_failure_kept_apart() -> None:
     for end in (S.FAILED, S.ERRORED, S.TIMED_OUT, S.ROLLED_BACK, S.CANCELLED, S.SUCCEEDED):
         check_transition(S.RUNNING, end)
+
+
+def test_diverged_is_an_unsuccessful_end_only_a_running_deploy_reaches() -> None:
+    check_transition(S.RUNNING, S.DIVERGED)
+    assert S.DIVERGED in COMPLETED_STATUSES and S.DIVERGED in UNSUCCESSFUL_STATUSES
+    with pytest.raises(InvalidTransitionError, match="queued to diverged"):
+        check_transition(S.QUEUED, S.DIVERGED)
 
 
 def test_a_queued_deploy_can_be_superseded_but_a_running_one_cannot() -> None:

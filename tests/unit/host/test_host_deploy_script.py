@@ -403,3 +403,45 @@ def test_a_missing_build_program_fails_the_stage(make_host: MakeHost, shop_repo:
     assert result.returncode == 4
     assert "build failed (exit 127): bin/nonexistent --flag" in result.stderr
     assert list((host.app_dir / "releases").iterdir()) == []
+
+
+def reported(stdout: str) -> list[str]:
+    return [line for line in stdout.splitlines() if line.startswith("CURRENT_REVISION=")]
+
+
+def test_every_phase_ends_by_reporting_the_release_the_host_runs_success_or_failure(
+    make_host: MakeHost, shop_repo: ShopRepo
+) -> None:
+    host = make_host("i-report")
+    v1, v2 = shop_repo.v1, shop_repo.v2
+    assert reported(host.ok("stage", v1)) == ["CURRENT_REVISION="]  # nothing live yet
+    deploy(host, v1)
+    assert reported(host.ok("stage", v2)) == [f"CURRENT_REVISION={v1}"]
+    assert reported(host.ok("switch", v2, previousSha=v1)) == [f"CURRENT_REVISION={v2}"]
+    assert reported(host.ok("rollback", v2, previousSha=v1)) == [f"CURRENT_REVISION={v1}"]
+    # a failed phase tells the truth too: the failed verify, a rollback that cannot happen
+    wrong = host.run("verify", v2)
+    assert wrong.returncode == 9 and reported(wrong.stdout) == [f"CURRENT_REVISION={v1}"]
+    host.ok("switch", v2, previousSha=v1)
+    impossible = host.run("rollback", v2, previousSha="f" * 40)
+    assert impossible.returncode == 11
+    assert reported(impossible.stdout) == [f"CURRENT_REVISION={v2}"]
+
+
+def test_a_failed_migration_is_named_in_its_error(
+    make_host: MakeHost, shop_repo: ShopRepo, database: Path
+) -> None:
+    host = make_host("i-contract")
+    v1, v2 = shop_repo.v1, shop_repo.v2
+    deploy(host, v1)
+    host.ok("stage", v2)
+    host.ok("migrate", v2, previousSha=v1)
+    host.ok("switch", v2, previousSha=v1)
+    with sqlite3.connect(database) as connection:  # the column 003 drops is already gone
+        connection.execute("ALTER TABLE products DROP COLUMN legacy_sku")
+
+    result = host.run("post_migrate", v2, previousSha=v1)
+
+    assert result.returncode == 7
+    assert "migrate: failed: 003_drop_legacy_sku_from_products.sql: " in result.stderr
+    assert reported(result.stdout) == [f"CURRENT_REVISION={v2}"]

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.adapters.metrics import LOCK_AGE, NAMESPACE
+from chalicelib.adapters.metrics import DIVERGED, LOCK_AGE, NAMESPACE
 from chalicelib.config import BUNDLED_CONFIG, load_pipeline
 from infra import alarms, template
 
@@ -106,6 +106,22 @@ def test_failed_deploys_alarm_per_environment_without_counting_cancels(
             metric = by_id[metric_id]["MetricStat"]["Metric"]
             assert metric == {"Namespace": NAMESPACE, "MetricName": name, "Dimensions": dims}
         assert "SEARCH" not in str(props)
+
+
+def test_a_diverged_fleet_alarms_per_environment(merged: dict[str, Any]) -> None:
+    found = alarms_of(merged)
+    for part, env in (("ShopProduction", "production"), ("ShopStaging", "staging")):
+        props = found[f"FleetDiverged{part}Alarm"]
+        assert (props["Namespace"], props["MetricName"]) == (NAMESPACE, DIVERGED)
+        assert props["Dimensions"] == [
+            {"Name": "service", "Value": "roadie"},
+            {"Name": "app", "Value": "shop"},
+            {"Name": "environment", "Value": env},
+        ]
+        assert (props["Statistic"], props["Threshold"]) == ("Sum", 1)
+        assert props["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+        assert props["AlarmName"] == f"roadie-dev-fleet-diverged-shop-{env}"
+        assert "fleet_state" in props["AlarmDescription"]
 
 
 def test_a_lock_held_past_the_sum_of_the_phase_timeouts_alarms(merged: dict[str, Any]) -> None:

@@ -142,7 +142,7 @@ class FakeDeployStore:
         return [
             state
             for state in self.environments.values()
-            if state.lock_deploy_id or state.queued_deploy_id
+            if state.lock_deploy_id or state.queued_deploy_id or state.diverged_deploy_id
         ]
 
 

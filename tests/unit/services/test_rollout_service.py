@@ -160,6 +160,7 @@ def make_world(hosts: int = 5, batch: int = 2) -> World:
         lease=lifecycle.environments,
         handover=lifecycle.launcher,
         clock=clock,
+        fleet=lifecycle.environments,
     )
     event = executions.started[deploy.deploy_id]
     return World(
