@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from chalice import Chalice  # type: ignore[attr-defined]
@@ -26,11 +26,15 @@ from chalicelib.http import (
     flag,
     json_object,
     json_response,
+    query_values,
     translate_errors,
+    uniform_error,
     webhook_response,
+    whole_number,
 )
 
 app = Chalice(app_name="roadie", configure_logs=False)
+LIST_QUERY = ("app", "environment", "status", "limit", "cursor")
 
 
 def _request() -> Request:
@@ -48,21 +52,37 @@ def _requester() -> Requester:
 
 
 def api_route(
-    path: str, methods: list[str], *, public: bool = False, **options: Any
+    path: str,
+    methods: list[str],
+    *,
+    public: bool = False,
+    query: tuple[str, ...] = (),
+    **options: Any,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a route, the one place the HTTP face is applied: Roadie's errors become JSON
-    answers (``translate_errors``) and, unless ``public``, the bearer token is checked first
-    and the view gets the caller as its first argument."""
+    answers (``translate_errors``) and, unless ``public``, the bearer token is checked first,
+    the query string may name only ``query`` (each once), and the view gets the caller as its
+    first argument. Webhooks (``public``) ignore query strings: a provider's URL may carry one.
+    """
 
     def register(view: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(view)
         def handler(**params: Any) -> Any:
-            return view(**params) if public else view(_requester(), **params)
+            if public:
+                return view(**params)
+            requester = _requester()
+            query_values(_request().query_params, query)
+            return view(requester, **params)
 
         app.route(path, methods=methods, **options)(translate_errors(handler))
         return view
 
     return register
+
+
+@app.middleware("http")
+def one_error_shape(event: Request, get_response: Callable[[Request], Any]) -> Any:
+    return uniform_error(get_response(event))
 
 
 @app.route("/healthz", methods=["GET"])
@@ -103,20 +123,14 @@ def _accepted(deploy: Deploy, created: bool) -> Any:
     )
 
 
-@api_route("/deploys", methods=["GET"])
+@api_route("/deploys", methods=["GET"], query=LIST_QUERY)
 def list_deploys(requester: Requester) -> Any:
-    query: Mapping[str, str] = _request().query_params or {}
-    unknown = sorted(set(query) - {"app", "environment", "status", "limit", "cursor"})
-    if unknown:
-        raise HttpError(400, "bad_request", f"unknown query parameter {unknown[0]!r}")
-    limit_text = query.get("limit", "25")
-    if not limit_text.isdigit():
-        raise HttpError(400, "bad_request", "limit must be a whole number")
+    query = query_values(_request().query_params, LIST_QUERY)
     deploys, cursor = bootstrap.container().deploys.list(
         app=query.get("app"),
         environment=query.get("environment"),
         status=query.get("status"),
-        limit=int(limit_text),
+        limit=whole_number(query.get("limit", "25"), "limit", 1, 100),
         cursor=query.get("cursor"),
     )
     return json_response(

@@ -10,10 +10,12 @@ from typing import Any, TypeVar
 
 from chalice import Response  # type: ignore[attr-defined]
 
+from .domain import jsontext
 from .domain.environment import EnvironmentState
 from .domain.errors import (
     ConfigError,
     ConflictError,
+    InvalidCursorError,
     NotFoundError,
     RoadieError,
     UnavailableError,
@@ -39,7 +41,7 @@ class HttpError(Exception):
         self.code = code
 
 
-def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> Response:
+def json_response(status: int, body: Any, headers: Mapping[str, Any] | None = None) -> Response:
     return Response(
         body=json.dumps(body, sort_keys=False, default=str),
         status_code=status,
@@ -47,11 +49,18 @@ def json_response(status: int, body: Any, headers: Mapping[str, str] | None = No
     )
 
 
-def error_response(status: int, code: str, message: str, **extra: Any) -> Response:
-    return json_response(status, {"error": code, "message": message, **extra})
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    headers: Mapping[str, Any] | None = None,
+    **extra: Any,
+) -> Response:
+    return json_response(status, {"error": code, "message": message, **extra}, headers)
 
 
 _STATUS_FOR: list[tuple[type[Exception], int]] = [
+    (InvalidCursorError, 400),
     (ValidationError, 422),
     (NotFoundError, 404),
     (ConflictError, 409),
@@ -80,6 +89,36 @@ def translate_errors(view: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _snake(name: str) -> str:
+    words = re.sub(r"(?<!^)(?=[A-Z])", "_", name.removesuffix("Error")).lower()
+    return words or "error"
+
+
+def uniform_error(response: Response) -> Response:
+    """Chalice's own error answers (405, 415, a view's ``ChaliceViewError``, an unhandled
+    500) in this API's one shape, ``{"error": <code>, "message": <text>}``; every other
+    response as it is. Runs inside the app, so it holds on AWS as it does locally."""
+    if response.status_code < 400:
+        return response
+    body = response.body
+    if isinstance(body, (str, bytes)):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            body = {"Message": body if isinstance(body, str) else body.decode("utf-8", "replace")}
+    if isinstance(body, dict) and set(body) >= {"error", "message"}:
+        return response
+    code = body.get("Code") if isinstance(body, dict) else None
+    message = body.get("Message") if isinstance(body, dict) else None
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-type"}
+    return error_response(
+        response.status_code,
+        _snake(code) if isinstance(code, str) else "error",
+        message if isinstance(message, str) else "the request was refused",
+        headers=headers,
+    )
+
+
 # A webhook's answer by outcome (README "Git push triggers"). A SHA already deploying or
 # queued answers 202 like a new deploy: the delivery is accepted and names the deploy.
 # Refusals are errors (``WebhookError.status``, ``DeliveryReusedError`` -> 409) and never
@@ -96,17 +135,56 @@ def webhook_response(outcome: WebhookOutcome) -> Response:
     return json_response(WEBHOOK_STATUS[outcome.kind], dict(outcome.body))
 
 
+MAX_API_BODY = 64 * 1024  # a deploy request is a few hundred bytes
+
+
 def json_object(raw: str | bytes | None) -> dict[str, Any]:
-    """The request body as a JSON object, or a 400 that says why not."""
+    """The request body as a JSON object, or a 4xx that says why not: 400 for what is not a
+    JSON object (nesting and number length are bounded: no input recurses), 413 for a body
+    over ``MAX_API_BODY``, 422 for a lone surrogate in any key or string (naming where)."""
     if not raw:
         raise HttpError(400, "bad_request", "request body must be a JSON object")
+    if len(raw) > MAX_API_BODY:
+        raise HttpError(413, "payload_too_large", f"request body is over {MAX_API_BODY} bytes")
     try:
-        body = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+        body = jsontext.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
     except (UnicodeDecodeError, ValueError) as exc:
         raise HttpError(400, "bad_request", f"request body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise HttpError(400, "bad_request", "request body must be a JSON object")
+    where = jsontext.find_surrogate(body)
+    if where is not None:
+        raise HttpError(422, "invalid", f"field {where!r} holds a lone surrogate (not Unicode)")
     return body
+
+
+def query_values(request_params: Any, allowed: tuple[str, ...]) -> dict[str, str]:
+    """The query string as one value per name: an unknown name, a repeated name or a lone
+    surrogate is a 400 (a repeat would otherwise silently mean its last value)."""
+    if request_params is None:
+        return {}
+    out: dict[str, str] = {}
+    for name in sorted(request_params):
+        values = request_params.getlist(name)
+        if name not in allowed:
+            raise HttpError(400, "bad_request", f"unknown query parameter {name[:64]!r}")
+        if len(values) != 1:
+            raise HttpError(400, "bad_request", f"query parameter {name!r} is given more than once")
+        if jsontext.has_surrogate(values[0]):
+            raise HttpError(400, "bad_request", f"query parameter {name!r} is not valid text")
+        out[name] = values[0]
+    return out
+
+
+_ASCII_DIGITS = re.compile(r"[0-9]{1,6}")
+
+
+def whole_number(text: str, name: str, low: int, high: int) -> int:
+    """``text`` as an integer in ``low..high``: ASCII digits only (no sign, space, or other
+    script's digits, which ``int`` would take), else a 400 naming the allowed range."""
+    if not _ASCII_DIGITS.fullmatch(text) or not low <= int(text) <= high:
+        raise HttpError(400, "bad_request", f"{name} must be a whole number {low}..{high}")
+    return int(text)
 
 
 def fields(

@@ -155,9 +155,10 @@ class LocalStack:
         # moto must be imported only after the environment points boto3 at the local endpoint
         from moto.server import ThreadedMotoServer
 
-        from devstack import moto_patches
+        from devstack import gateway, moto_patches
         from devstack.hostagent import HostAgent
 
+        gateway.install()
         moto_patches.install()
         moto_patches.set_wait_scale(self.options.wait_scale)
         self._server = ThreadedMotoServer(

@@ -581,6 +581,59 @@ def _api(n: Names) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class GatewayAnswer:
+    """What API Gateway answers itself (no Lambda ran) for one response type, in the API's
+    one error shape. ``message`` None: API Gateway's own message (a JSON string already)."""
+
+    response_type: str
+    status: int | None  # None: the status API Gateway chose
+    code: str
+    message: str | None = None
+
+    def body_template(self) -> str:
+        message = json.dumps(self.message) if self.message else "$context.error.messageString"
+        return f'{{"error":"{self.code}","message":{message}}}'
+
+
+# An unknown route answers 404 (API Gateway's 403 "Missing Authentication Token" names
+# nothing a caller can fix); every other refusal of its own keeps its status and gets the
+# shape. The local stack answers unknown routes from this same table (devstack/gateway.py).
+GATEWAY_ANSWERS: tuple[GatewayAnswer, ...] = (
+    GatewayAnswer("MISSING_AUTHENTICATION_TOKEN", 404, "not_found", "no such route"),
+    GatewayAnswer("REQUEST_TOO_LARGE", 413, "payload_too_large"),
+    GatewayAnswer("THROTTLED", 429, "too_many_requests"),
+    GatewayAnswer("UNSUPPORTED_MEDIA_TYPE", 415, "unsupported_media_type"),
+    GatewayAnswer("DEFAULT_4XX", None, "bad_request"),
+    GatewayAnswer("DEFAULT_5XX", None, "unavailable"),
+)
+
+
+def gateway_answer(response_type: str) -> GatewayAnswer:
+    return next(a for a in GATEWAY_ANSWERS if a.response_type == response_type)
+
+
+def _gateway_responses() -> dict[str, Any]:
+    resources: dict[str, Any] = {}
+    for answer in GATEWAY_ANSWERS:
+        properties: dict[str, Any] = {
+            "RestApiId": {"Ref": REST_API},
+            "ResponseType": answer.response_type,
+            "ResponseTemplates": {"application/json": answer.body_template()},
+            "ResponseParameters": {
+                "gatewayresponse.header.Content-Type": "'application/json'",
+            },
+        }
+        if answer.status is not None:
+            properties["StatusCode"] = str(answer.status)
+        name = "".join(part.title() for part in answer.response_type.split("_"))
+        resources[f"GatewayResponse{name}"] = {
+            "Type": "AWS::ApiGateway::GatewayResponse",
+            "Properties": properties,
+        }
+    return resources
+
+
 def _api_gateway_account() -> dict[str, Any]:
     """API Gateway writes access logs with ONE role per account and region (its account
     settings), not a role per API. Without it, creating the stage fails. The stack creates
@@ -742,6 +795,7 @@ def build_merge_template(stage: str, pipeline: PipelineConfig) -> dict[str, Any]
 
     resources[API_ACCESS_LOG_GROUP] = _log_group(n.api_access_log_group)
     resources[REST_API] = _api(n)
+    resources.update(_gateway_responses())
     resources.update(_api_gateway_account())
 
     apps_envs = configured_apps_envs(pipeline)

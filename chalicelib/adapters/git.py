@@ -20,6 +20,33 @@ class GitRefs:
     def __init__(self, timeout_seconds: float = 20.0) -> None:
         self._timeout = timeout_seconds
 
+    def commit_exists(self, app: AppConfig, sha: str) -> bool | None:
+        """Whether ``sha`` is a commit of a repository on this machine (``git cat-file -e``);
+        None for a remote URL, which cannot be asked about one commit without a clone."""
+        url = app.source.url
+        if not is_sha(sha):
+            raise ValidationError("sha must be 40 lower-case hex characters")
+        if "://" in url and not url.startswith("file://"):
+            return None
+        path = url.removeprefix("file://")
+        if ":" in path.split("/", 1)[0]:  # scp-like user@host:repo
+            return None
+        try:
+            found = subprocess.run(
+                ["git", "-C", path, "cat-file", "-e", f"{sha}^{{commit}}"],
+                capture_output=True,
+                timeout=self._timeout,
+                check=False,
+                env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin:/usr/local/bin"},
+            )
+        except (subprocess.SubprocessError, OSError) as exc:  # no git binary, or a timeout
+            raise UnavailableError(f"cannot run git cat-file: {type(exc).__name__}") from exc
+        if found.returncode != 0 and (
+            b"not a git repository" in found.stderr or b"cannot change to" in found.stderr
+        ):
+            raise NotFoundError("the app's repository is not a git repository here")
+        return found.returncode == 0
+
     def resolve(self, app: AppConfig, ref: str) -> str:
         url = app.source.url
         if not is_ref(ref):

@@ -22,6 +22,7 @@ MAX_REF_OBJECT = 128  # a SHA and a newline
 
 class AppRefResolver(Protocol):
     def resolve(self, app: AppConfig, ref: str) -> str: ...
+    def commit_exists(self, app: AppConfig, sha: str) -> bool | None: ...
 
 
 class S3Refs:
@@ -46,6 +47,11 @@ class S3Refs:
             if sha is not None:
                 return sha
         raise NotFoundError(f"ref {ref!r} has no ref object under {url}/{app.name}/refs/")
+
+    def commit_exists(self, app: AppConfig, sha: str) -> bool | None:
+        """None: an s3 source has no repository to ask, and the functions may read only its
+        ref objects (infra/iam.py), not the artifacts; staging fetches ``<sha>.tar.gz``."""
+        return None
 
     def _read(self, bucket: str, key: str) -> str | None:
         if self._client is None:
@@ -116,3 +122,6 @@ class Refs:
 
     def resolve(self, app: AppConfig, ref: str) -> str:
         return self.for_app(app).resolve(app, ref)
+
+    def commit_exists(self, app: AppConfig, sha: str) -> bool | None:
+        return self.for_app(app).commit_exists(app, sha)

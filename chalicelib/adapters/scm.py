@@ -10,6 +10,9 @@ one call, but it takes any commit-ish (a SHA prefix, ``main~3``), gives no say o
 when a branch and a tag share a name, and does not tell which one it found; the ref endpoints
 match exactly, in our order, for one call per branch (two to three for a tag). An annotated
 tag's ref points at a tag object, peeled through ``/git/tags/<sha>`` until a commit.
+A SHA given directly is looked up as a commit (``commit_exists``): GitHub
+``/repos/<repo>/commits/<sha>``, GitLab ``/projects/<path>/repository/commits/<sha>``,
+Bitbucket ``/repositories/<workspace>/<repo>/commit/<sha>``.
 GitLab: ``/projects/<url-encoded path>/repository/branches/<ref>`` then ``.../tags/<ref>``
 (a tag's ``commit.id`` is already peeled). Bitbucket Cloud: ``/repositories/<workspace>/<repo>
 /refs/branches/<ref>`` then ``.../refs/tags/<ref>`` (``target.hash`` is the commit).
@@ -115,7 +118,30 @@ class ApiRefs:
             "(or the repository is not visible with the configured token)"
         )
 
+    def commit_exists(self, app: AppConfig, sha: str) -> bool:
+        """True if ``sha`` (40 hex) is a commit of ``app``'s repository: one GET of the
+        provider's commit endpoint; a 404 (GitHub also answers 422) means no such commit."""
+        scm = app.scm
+        if scm is None or scm.provider != self.provider:
+            raise ConfigError(
+                f"apps.{app.name}.scm: {self.provider} cannot look up this app's commits"
+            )
+        if not is_sha(sha):
+            raise ValidationError("sha must be 40 lower-case hex characters")
+        answer = self._get(
+            self._commit_url(scm.api_url, app.repository, sha), self._headers(scm), self.MISSING
+        )
+        return answer is not None and self._commit_sha(answer) == sha
+
     # -- per provider
+    MISSING: ClassVar[tuple[int, ...]] = (404,)
+
+    def _commit_url(self, api: str, repository: str, sha: str) -> str:
+        raise NotImplementedError
+
+    def _commit_sha(self, answer: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
     def _lookup(
         self, api: str, repository: str, kind: str, name: str, headers: dict[str, str]
     ) -> str | None:
@@ -134,8 +160,10 @@ class ApiRefs:
             headers.update(self._auth(self._tokens.read(scm.token)))
         return headers
 
-    def _get(self, url: str, headers: dict[str, str]) -> dict[str, Any] | None:
-        """The JSON object at ``url``, or None for a 404."""
+    def _get(
+        self, url: str, headers: dict[str, str], missing: tuple[int, ...] = (404,)
+    ) -> dict[str, Any] | None:
+        """The JSON object at ``url``, or None for a 404 (or another ``missing`` status)."""
         host = urlsplit(url).netloc
         request = urllib.request.Request(url, headers=headers, method="GET")
         try:
@@ -143,7 +171,7 @@ class ApiRefs:
                 body = response.read(MAX_BODY + 1)
         except urllib.error.HTTPError as exc:
             exc.close()
-            if exc.code == 404:
+            if exc.code in missing:
                 return None
             raise UnavailableError(self._refusal(host, exc.code)) from None
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
@@ -182,8 +210,16 @@ class GitHubRefs(ApiRefs):
     provider = "github"
     MAX_TAG_DEPTH = 4  # a tag of a tag of a tag ... is legal; stop somewhere
 
+    MISSING = (404, 422)  # 422: "No commit found for SHA"
+
     def _accept(self) -> dict[str, str]:
         return {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
+
+    def _commit_url(self, api: str, repository: str, sha: str) -> str:
+        return f"{api}/repos/{quote(repository, safe='/')}/commits/{sha}"
+
+    def _commit_sha(self, answer: dict[str, Any]) -> Any:
+        return answer.get("sha")
 
     def _lookup(
         self, api: str, repository: str, kind: str, name: str, headers: dict[str, str]
@@ -214,6 +250,12 @@ class GitLabRefs(ApiRefs):
     def _auth(self, token: str) -> dict[str, str]:
         return {"PRIVATE-TOKEN": token}  # personal, project and group access tokens alike
 
+    def _commit_url(self, api: str, repository: str, sha: str) -> str:
+        return f"{api}/projects/{quote(repository, safe='')}/repository/commits/{sha}"
+
+    def _commit_sha(self, answer: dict[str, Any]) -> Any:
+        return answer.get("id")
+
     def _lookup(
         self, api: str, repository: str, kind: str, name: str, headers: dict[str, str]
     ) -> str | None:
@@ -231,6 +273,13 @@ class GitLabRefs(ApiRefs):
 
 class BitbucketRefs(ApiRefs):
     provider = "bitbucket"
+
+    def _commit_url(self, api: str, repository: str, sha: str) -> str:
+        workspace, _, slug = repository.partition("/")
+        return f"{api}/repositories/{quote(workspace, safe='')}/{quote(slug, safe='')}/commit/{sha}"
+
+    def _commit_sha(self, answer: dict[str, Any]) -> Any:
+        return answer.get("hash")
 
     def _lookup(
         self, api: str, repository: str, kind: str, name: str, headers: dict[str, str]

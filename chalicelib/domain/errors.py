@@ -15,10 +15,31 @@ class ValidationError(RoadieError):
     code = "invalid"
 
 
+class InvalidCursorError(ValidationError):
+    """A listing cursor this API did not return for this query (tampered, truncated, or made
+    for other filters): the request is malformed, a 400."""
+
+    code = "invalid_cursor"
+
+
+class StorageRejectedError(ValidationError):
+    """The datastore refused a write as malformed (DynamoDB's ``ValidationException``, also
+    inside a cancelled transaction): not a lost race, so never retried. Request values are
+    checked before they are stored, so reaching this names a value the checks missed."""
+
+    code = "rejected_by_storage"
+
+
 class NotFoundError(RoadieError):
     """A named thing (app, environment, deploy) does not exist."""
 
     code = "not_found"
+
+
+class UnknownShaError(NotFoundError):
+    """A SHA asked for by name is not a commit of the app's repository."""
+
+    code = "unknown_sha"
 
 
 class ConflictError(RoadieError):

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..domain import lifecycle
 from ..domain.environment import AdmissionKind, EnvironmentState
-from ..domain.errors import ConflictError, ValidationError
+from ..domain.errors import ConflictError, UnknownShaError, ValidationError
 from ..domain.model import Deploy, DeployStatus, HostCommand, HostResult, Requester, is_sha
 from ..domain.pipeline import AppConfig, PipelineConfig
 from .clock import iso, utcnow
@@ -102,14 +102,17 @@ class DeployService:
         trigger: dict[str, Any] | None = None,
         force: bool = False,
         rollback_of: str | None = None,
+        sha_known: bool = False,
     ) -> tuple[Deploy, bool]:
         """Record a deploy and start or queue it. Returns (deploy, created): ``created`` is
         False when the same SHA is already deploying or queued there (that deploy is returned).
+        A ``sha`` is looked up in the app's repository first (``UnknownShaError`` if it is not
+        a commit there) unless ``sha_known``: a signed push reported it, or it deployed before.
         """
         app_config, env_config = self.pipeline.environment(app, environment)
         if len(reason) > MAX_REASON:
             raise ValidationError(f"reason is longer than {MAX_REASON} characters")
-        sha = self._resolve(app_config, sha, ref)
+        sha = self._resolve(app_config, sha, ref, sha_known=sha_known)
         plan = self.launcher.plan(env_config)  # fail fast (409) when the fleet cannot be planned
 
         def record(now: datetime, run: bool) -> Deploy:
@@ -214,6 +217,7 @@ class DeployService:
             reason=f"{note}: {reason}" if reason else note,
             force=force,
             rollback_of=deploy_id,
+            sha_known=True,
         )
 
     def _previous_good(self, target: Deploy) -> Deploy | None:
@@ -250,10 +254,12 @@ class DeployService:
         self.launcher.start_queued(app, environment)
         return self.environments.state(app, environment)
 
-    def _resolve(self, app: AppConfig, sha: str | None, ref: str | None) -> str:
+    def _resolve(self, app: AppConfig, sha: str | None, ref: str | None, *, sha_known: bool) -> str:
         if sha:
             if not is_sha(sha):
                 raise ValidationError("sha must be 40 lower-case hex characters")
+            if not sha_known and self.refs.commit_exists(app, sha) is False:
+                raise UnknownShaError(f"sha {sha} is not a commit of {app.repository}")
             return sha
         if not ref:
             raise ValidationError("give either sha or ref")

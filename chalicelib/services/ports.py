@@ -71,6 +71,11 @@ class RefResolver(Protocol):
         """The 40-hex commit SHA ``ref`` (a branch, else a tag) names in ``app``'s source."""
         ...
 
+    def commit_exists(self, app: AppConfig, sha: str) -> bool | None:
+        """Whether the 40-hex ``sha`` is a commit of ``app``'s repository; None where the
+        source cannot be asked (an s3 artifact store, a remote git URL)."""
+        ...
+
 
 class Lease(Protocol):
     """A rollout's hold on its environment (``EnvironmentService``)."""

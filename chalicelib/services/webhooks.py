@@ -278,6 +278,7 @@ class WebhookService:
             sha=sha,
             reason=_reason(event, head),
             trigger=_trigger(event, base),
+            sha_known=True,  # the provider reported it in a delivery we authenticated
         )
         return {
             "app": app.name,

@@ -5,12 +5,14 @@ The deploys are written once per implementation (module scope); every test only 
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from chalicelib.domain.errors import ValidationError
+from chalicelib.domain.errors import InvalidCursorError, ValidationError
 from chalicelib.domain.model import Deploy, DeployStatus
 from chalicelib.services.ports import DeployStore
 from tests.contract.conftest import IMPLEMENTATIONS, empty_tables
@@ -100,3 +102,70 @@ def test_the_cursor_pages_through_every_match_once(
 def test_a_cursor_this_store_did_not_make_is_a_validation_error(listed: DeployStore) -> None:
     with pytest.raises(ValidationError):
         listed.list(cursor="not a cursor")
+
+
+def _b64(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "",
+        "%%%",
+        "eyJhIjogMX0",  # {"a": 1}
+        _b64("[1, 2]"),
+        _b64("null"),
+        _b64('"text"'),
+        _b64("[" * 5000 + "]" * 5000),
+        _b64({"f": [None, None, None], "k": {"deploy_id": {"S": "d-7"}}}),  # partial key
+        _b64({"f": [None, None, None], "k": {"deploy_id": {"N": "7"}, "created_sort": {"S": "x"}}}),
+        _b64(
+            {
+                "f": [None, None, None],
+                "k": {
+                    "deploy_id": {"S": "d-7"},
+                    "created_sort": {"S": "2024#d-7"},
+                    "list_pk": {"S": "someone-else"},
+                },
+            }
+        ),
+        _b64(
+            {
+                "f": [None, None, None],
+                "k": {
+                    "deploy_id": {"S": "d-7"},
+                    "created_sort": {"S": "2024#d-6"},
+                    "list_pk": {"S": "deploys"},
+                },
+            }
+        ),
+        "9" * 5000,
+        "\u00b2",
+    ],
+)
+def test_a_tampered_or_foreign_cursor_is_an_invalid_cursor_error(
+    listed: DeployStore, cursor: str
+) -> None:
+    with pytest.raises(InvalidCursorError):
+        listed.list(cursor=cursor)
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        {"app": "shop"},
+        {"status": "succeeded"},
+        {"app": "shop", "environment": "staging"},
+        {"app": "blog", "environment": "production"},
+    ],
+)
+def test_a_cursor_made_for_one_query_is_refused_by_another(
+    listed: DeployStore, other: dict[str, str]
+) -> None:
+    for filters in ({}, {"app": "shop", "environment": "production"}):
+        _, cursor = listed.list(limit=1, **filters)  # type: ignore[arg-type]
+        assert cursor is not None
+        with pytest.raises(InvalidCursorError):
+            listed.list(limit=1, cursor=cursor, **other)  # type: ignore[arg-type]

@@ -12,7 +12,12 @@ from typing import Any
 import pytest
 
 from chalicelib.domain.environment import EnvironmentState
-from chalicelib.domain.errors import ConflictError, NotFoundError
+from chalicelib.domain.errors import (
+    ConflictError,
+    NotFoundError,
+    StaleStateError,
+    StorageRejectedError,
+)
 from chalicelib.domain.fleet import HostRelease
 from chalicelib.domain.model import Deploy, DeployStatus, Phase
 from chalicelib.services.ports import DeployStore
@@ -239,6 +244,20 @@ def test_a_new_deploy_that_exists_already_refuses_the_whole_write(store: DeployS
         )
     assert store.environment("shop", "production") == seen
     assert store.get("d-1").reason == "first"
+
+
+def test_a_deploy_the_datastore_cannot_hold_is_refused_at_once_not_taken_for_a_race(
+    store: DeployStore,
+) -> None:
+    # A lone surrogate is not Unicode: DynamoDB cancels the transaction with a
+    # ValidationException reason, which must not read as contention (no retries, no 409).
+    seen = store.environment("shop", "production")
+    with pytest.raises(StorageRejectedError) as raised:
+        store.write_environment(
+            seen, replace(seen, lock_deploy_id="d-1"), new_deploy=deploy("d-1", reason="\ud800")
+        )
+    assert not isinstance(raised.value, StaleStateError)
+    assert store.environment("shop", "production") == seen
 
 
 def test_locked_environments_are_those_held_or_waited_for(store: DeployStore) -> None:

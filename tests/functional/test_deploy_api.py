@@ -279,11 +279,11 @@ def test_lists_deploys_newest_first_with_filters_and_a_cursor(
     assert [d["deploy_id"] for d in ok["deploys"]] == [ids[1]]
 
     for query, status in [
-        ("limit=0", 422),
+        ("limit=0", 400),
         ("limit=x", 400),
         ("status=bogus", 422),
-        ("cursor=%%%", 422),
-        ("cursor=eyJhIjogMX0", 422),
+        ("cursor=%%%", 400),
+        ("cursor=eyJhIjogMX0", 400),
         ("colour=red", 400),
         ("app=nope", 404),
     ]:

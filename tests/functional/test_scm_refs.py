@@ -39,6 +39,8 @@ MAIN, RELEASE, V1, V2_OBJECT, V2, DUP_BRANCH, DUP_TAG = (c * 40 for c in "123456
 BRANCHES = {"main": MAIN, "release/1.x": RELEASE, "dup": DUP_BRANCH}
 TAGS = {"v1": V1, "v2": V2, "dup": DUP_TAG}  # each tag's commit
 TAG_OBJECTS = {"v2": V2_OBJECT}  # annotated tags: the tag object's own SHA
+COMMITS = {*BRANCHES.values(), *TAGS.values()}
+NOT_A_COMMIT = "8" * 40
 REPOS = {
     "github": "roadie-demo/shop",
     "gitlab": "roadie-demo/apps/shop",
@@ -149,6 +151,12 @@ class FakeScm:
             if rest.startswith(old):
                 tail = rest.removeprefix(old)
                 return 301, {}, {"Location": f"{location}/repos/roadie-demo/shop/{tail}"}
+        commits = "/repos/roadie-demo/shop/commits/"
+        if rest.startswith(commits):
+            sha = rest.removeprefix(commits)
+            if sha in COMMITS:
+                return 200, {"sha": sha, "commit": {"message": "x"}}, {}
+            return 422, {"message": f"No commit found for SHA: {sha}"}, {}
         base = "/repos/roadie-demo/shop/git/"
         if not rest.startswith(base):
             return 404, {"message": "Not Found"}, {}
@@ -177,6 +185,10 @@ class FakeScm:
         if not rest.startswith(project):
             return 404, {"message": "404 Project Not Found"}, {}
         collection, _, name = rest.removeprefix(project).partition("/")
+        if collection == "commits":
+            if name in COMMITS:
+                return 200, {"id": name, "short_id": name[:8]}, {}
+            return 404, {"message": "404 Commit Not Found"}, {}
         if "/" in name:  # the name must arrive encoded: release%2F1.x
             return 404, {"message": "404 Not Found"}, {}
         name = unquote(name)
@@ -188,6 +200,12 @@ class FakeScm:
         return 404, {"message": "404 Tag Not Found"}, {}
 
     def bitbucket(self, rest: str) -> tuple[int, Any, dict[str, str]]:
+        commit = "/repositories/roadie-demo/shop/commit/"
+        if rest.startswith(commit):
+            sha = rest.removeprefix(commit)
+            if sha in COMMITS:
+                return 200, {"type": "commit", "hash": sha}, {}
+            return 404, {"type": "error", "error": {"message": f"Commit not found: {sha}"}}, {}
         base = "/repositories/roadie-demo/shop/refs/"
         if not rest.startswith(base):
             return 404, {"type": "error", "error": {"message": "Repository not found"}}, {}
@@ -279,6 +297,31 @@ def test_a_branch_resolves_with_one_get(scm: FakeScm, provider: str) -> None:
     assert len(scm.requests) == 1 and scm.requests[0].method == "GET"
     assert "authorization" not in scm.requests[0].headers
     assert "private-token" not in scm.requests[0].headers
+
+
+COMMIT_PATHS = {
+    "github": f"/gh/api/v3/repos/roadie-demo/shop/commits/{MAIN}",
+    "gitlab": f"/gl/api/v4/projects/roadie-demo%2Fapps%2Fshop/repository/commits/{MAIN}",
+    "bitbucket": f"/bb/2.0/repositories/roadie-demo/shop/commit/{MAIN}",
+}
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_sha_is_looked_up_as_a_commit_with_one_get(scm: FakeScm, provider: str) -> None:
+    app = app_for(provider, scm.url(provider))
+    assert resolver(provider).commit_exists(app, MAIN) is True
+    assert scm.paths() == [COMMIT_PATHS[provider]]
+    assert resolver(provider).commit_exists(app, NOT_A_COMMIT) is False
+    assert resolver(provider).commit_exists(app, V2_OBJECT) is False  # a tag object, no commit
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_commit_lookup_the_api_refuses_is_unavailable_not_unknown(
+    scm: FakeScm, provider: str
+) -> None:
+    scm.expected_token = TOKEN  # the repository is private; the app sends no token
+    with pytest.raises(UnavailableError, match=r"\(401\)"):
+        resolver(provider).commit_exists(app_for(provider, scm.url(provider)), MAIN)
 
 
 EXPECTED_PATHS = {

@@ -18,7 +18,7 @@ from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from ...domain.environment import EnvironmentState
-from ...domain.errors import NotFoundError, StaleStateError, ValidationError
+from ...domain.errors import InvalidCursorError, NotFoundError, StaleStateError
 from ...domain.fleet import HostRelease
 from ...domain.model import (
     Deploy,
@@ -33,6 +33,7 @@ from .models import (
     EnvironmentModel,
     _is_condition_failure,
     _transactions,
+    storage_rejection,
 )
 
 # The record's fields map one to one onto DeployModel's attributes of the same name (a unit
@@ -143,6 +144,9 @@ class DeployRepository:
         except (UpdateError, TransactWriteError) as exc:
             if _is_condition_failure(exc):
                 raise StaleStateError(f"{seen.app}/{seen.environment} changed; retry") from exc
+            rejected = storage_rejection(exc)
+            if rejected is not None:
+                raise rejected from exc
             raise
 
     def locked_environments(self) -> list[EnvironmentState]:
@@ -170,6 +174,9 @@ class DeployRepository:
             except PutError as exc:
                 if _is_condition_failure(exc):
                     continue
+                rejected = storage_rejection(exc)
+                if rejected is not None:
+                    raise rejected from exc
                 raise
             deploy.version = item.version
             return deploy
@@ -185,7 +192,13 @@ class DeployRepository:
         cursor: str | None = None,
     ) -> tuple[list[Deploy], str | None]:
         """Newest first; ``cursor`` is the opaque token a previous page returned."""
-        start_key = _decode_cursor(cursor) if cursor else None
+        filters = _filters(app, environment, status)
+        partition = (
+            f"env_key={app}#{environment}"
+            if app is not None and environment is not None
+            else f"list_pk={LIST_PARTITION}"
+        )
+        start_key = _decode_cursor(cursor, filters, partition) if cursor is not None else None
         conditions = None
         if app is not None and environment is None:
             conditions = DeployModel.app == app
@@ -215,25 +228,49 @@ class DeployRepository:
             )
         deploys = [_to_domain(item) for item in query]
         next_key = query.last_evaluated_key
-        return deploys, _encode_cursor(next_key) if next_key and len(deploys) == limit else None
+        if next_key and len(deploys) == limit:
+            return deploys, _encode_cursor(next_key, filters)
+        return deploys, None
 
 
-def _encode_cursor(key: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(key, sort_keys=True).encode()).decode().rstrip("=")
+# A cursor is the page's last key and the filters it was made for, so a cursor is only ever
+# used with the query (index, partition, filters) that returned it: anything else is a 400.
+_INDEX_KEYS = {
+    "by_environment": frozenset({"deploy_id", "created_sort", "env_key"}),
+    "by_time": frozenset({"deploy_id", "created_sort", "list_pk"}),
+}
 
 
-def _decode_cursor(cursor: str) -> dict[str, Any]:
+def _filters(app: str | None, environment: str | None, status: str | None) -> list[str | None]:
+    return [app, environment, status]
+
+
+def _encode_cursor(key: dict[str, Any], filters: list[str | None]) -> str:
+    text = json.dumps({"f": filters, "k": key}, sort_keys=True, separators=(",", ":"))
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, filters: list[str | None], partition: str) -> dict[str, Any]:
+    """The start key in ``cursor``, checked against the query it is used with."""
+    invalid = InvalidCursorError("cursor is not one this API returned for this query")
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        key = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-    except (ValueError, binascii.Error, UnicodeError) as exc:
-        raise ValidationError("cursor is not one this API returned") from exc
-    allowed = {"deploy_id", "created_sort", "env_key", "list_pk"}
+        decoded = json.loads(base64.b64decode(padded.encode("ascii"), b"-_", validate=True))
+    except (ValueError, binascii.Error, UnicodeError, RecursionError):
+        raise invalid from None
+    if not isinstance(decoded, dict) or set(decoded) != {"f", "k"} or decoded["f"] != filters:
+        raise invalid
+    key = decoded["k"]
+    index = "by_environment" if "env_key" in partition else "by_time"
     if (
         not isinstance(key, dict)
-        or not key
-        or set(key) - allowed
+        or set(key) != _INDEX_KEYS[index]
         or not all(isinstance(v, dict) and set(v) == {"S"} for v in key.values())
+        or not all(isinstance(v["S"], str) and v["S"] for v in key.values())
     ):
-        raise ValidationError("cursor is not one this API returned")
+        raise invalid
+    values = {name: v["S"] for name, v in key.items()}
+    where, _, value = partition.partition("=")
+    if values[where] != value or not values["created_sort"].endswith("#" + values["deploy_id"]):
+        raise invalid
     return key

@@ -17,6 +17,8 @@ from pynamodb.connection import Connection
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
+from ...domain.errors import StorageRejectedError
+
 LIST_PARTITION = "deploys"
 
 
@@ -145,9 +147,38 @@ _ENV_FIELDS = (
 )
 
 
+# A cancelled transaction's per-item reasons that mean "someone else got there first". Any
+# other reason (ValidationException, ItemCollectionSizeLimitExceeded, ...) is no race: a
+# retry would fail the same way, so it must not read as contention.
+_RACE_REASONS = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
+
+
+def _transaction_reasons(exc: Exception) -> list[str]:
+    reasons = getattr(exc, "cancellation_reasons", None) or []
+    return [r.code for r in reasons if r is not None and r.code and r.code != "None"]
+
+
 def _is_condition_failure(exc: Exception) -> bool:
+    """True if a write lost a race: its condition failed, or its transaction was cancelled
+    only for conditions and conflicts (not for a malformed item)."""
     code = getattr(exc, "cause_response_code", None)
-    return code in ("ConditionalCheckFailedException", "TransactionCanceledException")
+    if code == "ConditionalCheckFailedException":
+        return True
+    if code != "TransactionCanceledException":
+        return False
+    return set(_transaction_reasons(exc)) <= _RACE_REASONS
+
+
+def storage_rejection(exc: Exception) -> StorageRejectedError | None:
+    """The domain error for a write DynamoDB refused as malformed, or None if it was not."""
+    code = getattr(exc, "cause_response_code", None)
+    if code == "TransactionCanceledException":
+        refused = sorted(set(_transaction_reasons(exc)) - _RACE_REASONS)
+        if refused:
+            return StorageRejectedError(f"the datastore refused the write ({', '.join(refused)})")
+    elif code == "ValidationException":
+        return StorageRejectedError("the datastore refused the write (ValidationException)")
+    return None
 
 
 MODELS: tuple[type[Model], ...] = (DeployModel, HostResultModel, EnvironmentModel)

@@ -193,3 +193,47 @@ def test_s3_missing_bucket_is_not_found() -> None:
 def test_s3_refs_refuse_an_app_whose_source_is_not_s3() -> None:
     with pytest.raises(ConfigError, match=r"^apps\.shop\.source\.url: "):
         S3Refs(lambda: FakeS3({})).resolve(app(), "main")
+
+
+# --- GitRefs: is a SHA a commit of the local repository? ----------------------------------------
+
+
+def _git(cwd: Any, *args: str) -> str:
+    import subprocess
+
+    env = {
+        "PATH": "/usr/bin:/bin:/usr/local/bin",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.invalid",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.invalid",
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+    }
+    done = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, check=True)
+    return done.stdout.decode().strip()
+
+
+def test_a_local_git_source_answers_whether_a_sha_is_a_commit(tmp_path: Any) -> None:
+    from chalicelib.adapters.git import GitRefs
+
+    _git(tmp_path, "init", "-q", "-b", "main")
+    (tmp_path / "f").write_text("x")
+    _git(tmp_path, "add", "f")
+    _git(tmp_path, "commit", "-q", "-m", "one")
+    commit = _git(tmp_path, "rev-parse", "HEAD")
+    tree = _git(tmp_path, "rev-parse", "HEAD^{tree}")
+    refs = GitRefs()
+    assert refs.commit_exists(app(url=str(tmp_path)), commit) is True
+    assert refs.commit_exists(app(url=f"file://{tmp_path}"), commit) is True
+    assert refs.commit_exists(app(url=str(tmp_path)), "f" * 40) is False
+    assert refs.commit_exists(app(url=str(tmp_path)), tree) is False  # an object, no commit
+    assert refs.commit_exists(app(url="https://example.invalid/shop.git"), commit) is None
+    assert refs.commit_exists(app(url="git@example.invalid:shop.git"), commit) is None
+    with pytest.raises(ValidationError):
+        refs.commit_exists(app(url=str(tmp_path)), "HEAD")
+    with pytest.raises(NotFoundError):
+        refs.commit_exists(app(url=str(tmp_path / "nowhere")), commit)
+
+
+def test_an_s3_source_cannot_tell_and_refs_ask_the_apps_resolver() -> None:
+    assert S3Refs(lambda: None).commit_exists(app("s3", "s3://artifacts"), SHA) is None

@@ -426,7 +426,9 @@ def test_the_account_cloudwatch_role_is_optional_and_outlives_the_stack(
     assert variables[1] == {"ApiGatewayAccount": {"Ref": template.API_GATEWAY_ACCOUNT}}
     # nothing outside the API Gateway resources depends on them (the local stack drops them)
     for logical_id, resource in resources.items():
-        if logical_id not in (template.REST_API, template.API_GATEWAY_ACCOUNT):
+        if logical_id in (template.REST_API, template.API_GATEWAY_ACCOUNT):
+            continue
+        if not resource.get("Type", "").startswith("AWS::ApiGateway::"):
             assert json.dumps({"Ref": template.REST_API}) not in json.dumps(resource)
             assert '"RestAPI"' not in json.dumps(resource), logical_id
 
@@ -450,3 +452,24 @@ def test_main_writes_the_template(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     out = tmp_path / "out" / "merge-template.json"
     assert template.main([str(out)]) == 0
     assert json.loads(out.read_text()) == template.build_merge_template("dev", DEMO)
+
+
+def test_api_gateways_own_answers_have_the_one_error_shape(merged: dict[str, Any]) -> None:
+    responses = {
+        r["Properties"]["ResponseType"]: r["Properties"]
+        for r in merged["Resources"].values()
+        if r.get("Type") == "AWS::ApiGateway::GatewayResponse"
+    }
+    assert {"DEFAULT_4XX", "DEFAULT_5XX", "MISSING_AUTHENTICATION_TOKEN"} <= set(responses)
+    for kind, properties in responses.items():
+        assert properties["RestApiId"] == {"Ref": template.REST_API}
+        body = properties["ResponseTemplates"]["application/json"]
+        # API Gateway substitutes $context.error.messageString with a quoted JSON string
+        sample = json.loads(body.replace("$context.error.messageString", '"why"'))
+        assert set(sample) == {"error", "message"}, kind
+        assert isinstance(sample["error"], str) and isinstance(sample["message"], str)
+        assert properties["ResponseParameters"] == {
+            "gatewayresponse.header.Content-Type": "'application/json'"
+        }
+    assert responses["MISSING_AUTHENTICATION_TOKEN"]["StatusCode"] == "404"
+    assert "StatusCode" not in responses["DEFAULT_4XX"]  # keeps the status API Gateway chose

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,10 +21,12 @@ from chalicelib.config import AppConfig
 from chalicelib.domain.environment import EnvironmentState
 from chalicelib.domain.errors import (
     ConflictError,
+    InvalidCursorError,
     NotFoundError,
     StaleStateError,
-    ValidationError,
+    StorageRejectedError,
 )
+from chalicelib.domain.jsontext import find_surrogate
 from chalicelib.domain.model import Deploy, Host, HostResult, HostStatus, env_key
 
 TAIL_CHARS = 2000  # what adapters/aws.py keeps of stdout and stderr
@@ -51,6 +53,12 @@ class FakeStaleStateError(StaleStateError):
     """Like ``adapters.dynamo.StaleStateError``: a conditional write lost a race."""
 
     code = "busy"
+
+
+def _storable(deploy: Deploy) -> None:
+    """As DynamoDB: text that is not Unicode (a lone surrogate) is refused, as no race."""
+    if find_surrogate(asdict(deploy)) is not None:
+        raise StorageRejectedError("the datastore refused the write (ValidationException)")
 
 
 class FakeDeployStore:
@@ -83,6 +91,7 @@ class FakeDeployStore:
                 hook()
             if self.deploys[deploy_id].version != read_version:
                 continue  # the version condition failed: read again and re-apply
+            _storable(deploy)
             deploy.version = (read_version or 0) + 1
             self.deploys[deploy_id] = copy.deepcopy(deploy)
             return deploy
@@ -108,12 +117,15 @@ class FakeDeployStore:
             key=lambda d: f"{d.created_at}#{d.deploy_id}",
             reverse=True,
         )
-        if cursor and not cursor.isdigit():  # as the adapter: a 400, not a crash
-            raise ValidationError("cursor is not one this API returned")
-        start = int(cursor) if cursor else 0
+        # as the adapter: a cursor holds its query's filters; any other cursor is a 400
+        query = f"{app}|{environment}|{status}"
+        start_text, _, made_for = ("0|" + query if cursor is None else cursor).partition("|")
+        if not start_text.isascii() or not start_text.isdigit() or made_for != query:
+            raise InvalidCursorError("cursor is not one this API returned for this query")
+        start = int(start_text)
         page = found[start : start + limit]
         more = start + limit < len(found)
-        return [copy.deepcopy(d) for d in page], str(start + limit) if more else None
+        return [copy.deepcopy(d) for d in page], f"{start + limit}|{query}" if more else None
 
     # -- environments
     def environment(self, app: str, environment: str) -> EnvironmentState:
@@ -133,6 +145,8 @@ class FakeDeployStore:
             raise FakeStaleStateError(f"{seen.app}/{seen.environment} changed; retry")
         if new_deploy is not None and new_deploy.deploy_id in self.deploys:
             raise FakeStaleStateError(f"{seen.app}/{seen.environment} changed; retry")
+        if new_deploy is not None:
+            _storable(new_deploy)
         self.environments[key] = replace(new, version=(seen.version or 0) + 1)
         self.environment_writes += 1
         if new_deploy is not None:
@@ -308,9 +322,27 @@ class FakeExecutions:
 
 
 class FakeRefs:
-    def __init__(self, refs: Mapping[str, str] | None = None) -> None:
+    """Refs and commits of one repository. ``commits`` None: every SHA is a commit (a source
+    that cannot tell answers None, as an s3 source does: ``unknown_commits``)."""
+
+    def __init__(
+        self,
+        refs: Mapping[str, str] | None = None,
+        commits: Iterable[str] | None = None,
+        *,
+        unknown_commits: bool = False,
+    ) -> None:
         self.refs = dict(refs or {})
+        self.commits = None if commits is None else set(commits)
+        self.unknown_commits = unknown_commits
         self.asked: list[tuple[str, str]] = []  # (app name, ref)
+        self.looked_up: list[tuple[str, str]] = []  # (app name, sha)
+
+    def commit_exists(self, app: AppConfig, sha: str) -> bool | None:
+        self.looked_up.append((app.name, sha))
+        if self.unknown_commits:
+            return None
+        return self.commits is None or sha in self.commits or sha in self.refs.values()
 
     def resolve(self, app: AppConfig, ref: str) -> str:
         self.asked.append((app.name, ref))

@@ -9,7 +9,12 @@ import pytest
 
 from chalicelib.config import parse_pipeline
 from chalicelib.domain.contract import ExecutionInput
-from chalicelib.domain.errors import ConflictError, UnavailableError, ValidationError
+from chalicelib.domain.errors import (
+    ConflictError,
+    UnavailableError,
+    UnknownShaError,
+    ValidationError,
+)
 from chalicelib.domain.model import DeployStatus, Host, Requester
 from chalicelib.domain.rollout import RolloutPlan
 from chalicelib.services.clock import iso
@@ -203,3 +208,26 @@ def test_a_freeze_needs_a_reason() -> None:
     with pytest.raises(ValidationError, match="a freeze needs a reason"):
         service.freeze("shop", "production", "  ", ANN)
     assert not service.environment_state("shop", "production").frozen
+
+
+def test_a_sha_that_is_no_commit_of_the_repository_is_unknown_and_records_nothing() -> None:
+    service, _ = make()
+    refs = FakeRefs(commits=[A])
+    service.refs = refs
+    with pytest.raises(UnknownShaError, match=B):
+        service.request(app="shop", environment="production", requester=ANN, sha=B)
+    assert service.deploys.list() == ([], None)
+    assert refs.looked_up == [("shop", B)]
+    assert request(service, A).sha == A
+
+
+def test_a_sha_a_signed_push_reported_or_a_source_that_cannot_tell_is_not_refused() -> None:
+    service, _ = make()
+    service.refs = FakeRefs(commits=[])
+    deploy, created = service.request(
+        app="shop", environment="production", requester=ANN, sha=B, sha_known=True
+    )
+    assert created and deploy.sha == B and service.refs.looked_up == []
+    other, _ = make()
+    other.refs = FakeRefs(unknown_commits=True)  # an s3 source: staging is the check
+    assert request(other, C).sha == C
