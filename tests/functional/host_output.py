@@ -38,6 +38,7 @@ def assert_host_output_kept(get: Get, record: dict[str, Any], warned: str, log_g
     """``record``'s hosts' whole output is in ``log_group`` where SSM puts it, and the API pages
     through it per host and phase; ``warned`` is the host whose script warned on stderr."""
     deploy_id = record["deploy_id"]
+    assert record["links"]["log"] == f"/deploys/{deploy_id}/log"
     host = next(h for h in record["hosts"] if h["instance_id"] == warned)
     stage = next(s for s in host["steps"] if s["command"] == "stage")
 
