@@ -35,6 +35,7 @@ from chalicelib.http import (
 
 app = Chalice(app_name="roadie", configure_logs=False)
 LIST_QUERY = ("app", "environment", "status", "limit", "cursor")
+LOG_QUERY = ("host", "phase", "cursor", "limit")
 
 
 def _request() -> Request:
@@ -185,6 +186,21 @@ def get_deploy(requester: Requester, deploy_id: str) -> Any:
         return error_response(404, "not_found", f"no deploy {deploy_id!r}")
     deploy, results = bootstrap.container().deploys.get(deploy_id)
     return json_response(200, deploy_detail(deploy, results))
+
+
+@api_route("/deploys/{deploy_id}/log", methods=["GET"], query=LOG_QUERY)
+def get_deploy_log(requester: Requester, deploy_id: str) -> Any:
+    if not DEPLOY_ID_RE.match(deploy_id):
+        return error_response(404, "not_found", f"no deploy {deploy_id!r}")
+    query = query_values(_request().query_params, LOG_QUERY)
+    page = bootstrap.container().host_logs.page(
+        deploy_id,
+        host=query.get("host"),
+        phase=query.get("phase"),
+        cursor=query.get("cursor"),
+        limit=whole_number(query.get("limit", "200"), "limit", 1, 1000),
+    )
+    return json_response(200, page.to_json())
 
 
 def _webhook(provider: str) -> Any:

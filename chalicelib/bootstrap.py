@@ -18,12 +18,14 @@ import boto3
 
 from .adapters import dynamo
 from .adapters.aws import Executions, Fleet, HostCommands
+from .adapters.hostlogs import CommandLogs
 from .adapters.metrics import DeployMetricsPublisher
 from .adapters.secrets import ApiTokens, WebhookSecrets
 from .config import load_pipeline
 from .domain.pipeline import PipelineConfig
 from .services.deploys import DeployService
 from .services.environments import EnvironmentService
+from .services.hostlog import HostLogService
 from .services.launch import Launcher
 from .services.reconcile import Reconciler
 from .services.rollout import RolloutService
@@ -139,7 +141,20 @@ class Container:
 
     @cached_property
     def host_commands(self) -> HostCommands:
-        return HostCommands(partial(self.client, "ssm"), self.settings.ssm_document)
+        return HostCommands(
+            partial(self.client, "ssm"),
+            self.settings.ssm_document,
+            output_log_group_prefix=self.settings.host_log_group_prefix,
+        )
+
+    @cached_property
+    def host_logs(self) -> HostLogService:
+        return HostLogService(
+            deploys=self.deploy_repository,
+            host_results=self.host_results,
+            logs=CommandLogs(partial(self.client, "logs")),
+            log_group_prefix=self.settings.host_log_group_prefix,
+        )
 
     @cached_property
     def rollout(self) -> RolloutService:

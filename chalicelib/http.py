@@ -336,5 +336,9 @@ def deploy_detail(deploy: Deploy, results: list[HostResult]) -> dict[str, Any]:
         "phases": deploy.phases,
         "hosts": list(hosts.values()),
         "trigger": deploy.trigger,
-        "links": {"self": f"/deploys/{deploy.deploy_id}", "execution": deploy.execution_arn},
+        "links": {
+            "self": f"/deploys/{deploy.deploy_id}",
+            "execution": deploy.execution_arn,
+            "log": f"/deploys/{deploy.deploy_id}/log",  # each host's whole output
+        },
     }

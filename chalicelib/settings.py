@@ -31,6 +31,8 @@ class Settings:
     parameters_max_age: int
     lease_seconds: int
     allow_github_sha1: bool = False
+    # hosts' SSM command output goes to "<prefix>/<app>" in CloudWatch Logs (domain/hostlog.py)
+    host_log_group_prefix: str = "/roadie/hosts"
     # Local stack only: moto has no EMF ingestion, so its Lambda runtime asks for a mirror.
     mirror_metrics: bool = False
 
@@ -58,6 +60,7 @@ class Settings:
             parameters_max_age=int(env.get("ROADIE_PARAMETERS_MAX_AGE", "60")),
             lease_seconds=int(env.get("ROADIE_LEASE_SECONDS", "3600")),
             allow_github_sha1=env.get("ROADIE_GITHUB_ALLOW_SHA1") == "1",
+            host_log_group_prefix=env.get("ROADIE_HOST_LOG_GROUP_PREFIX", f"/{prefix}/hosts"),
             mirror_metrics=env.get("ROADIE_MIRROR_METRICS") == "1",
         )
 

@@ -153,6 +153,37 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_log(ctx: Context, args: argparse.Namespace) -> int:
+    """Every page of ``GET /deploys/{id}/log``: each host's whole output per phase and stream,
+    under a header line whenever the host, phase or stream changes."""
+    query: dict[str, Any] = {"host": args.host, "phase": args.phase}
+    blocks: list[Mapping[str, Any]] = []
+    cursor, seen_cursors, last = None, set(), None
+    while True:
+        _, page = ctx.api.call(
+            "GET", deploy_path(args.deploy_id, "log"), query={**query, "cursor": cursor}
+        )
+        for block in render.records(page.get("output")):
+            blocks.append(block)
+            source = (block.get("host"), block.get("phase"), block.get("stream"))
+            if not args.json:
+                if source != last:
+                    ctx.say(render.log_header(block))
+                ctx.say(*[str(line) for line in block.get("lines") or []])
+            last = source
+        cursor = page.get("next_cursor")
+        if not cursor:
+            break
+        if cursor in seen_cursors:
+            raise CliError(f"the server repeated cursor {cursor!r}; stopping", EXIT_SERVER)
+        seen_cursors.add(cursor)
+    if args.json:
+        ctx.say(json.dumps(blocks, indent=2))
+    elif not blocks:
+        ctx.say("no output")
+    return EXIT_OK
+
+
 def cmd_cancel(ctx: Context, args: argparse.Namespace) -> int:
     _, summary = ctx.api.call("POST", deploy_path(args.deploy_id, "cancel"), {})
     ctx.say(render.cancel_line(summary))

@@ -28,6 +28,7 @@ from .commands import (
     cmd_env,
     cmd_freeze,
     cmd_list,
+    cmd_log,
     cmd_rollback,
     cmd_status,
     cmd_unfreeze,
@@ -119,6 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listing.add_argument("--all", action="store_true", help="follow next_cursor to the end")
     listing.add_argument("--json", action="store_true", help="print the deploys as JSON")
+
+    log = command(
+        "log", "print each host's whole output of a deploy (GET /deploys/{id}/log)", cmd_log
+    )
+    log.add_argument("deploy_id", metavar="DEPLOY_ID")
+    log.add_argument("--host", help="only this host (its instance id)")
+    log.add_argument("--phase", help="only this phase: a step (batch-2.switch) or a command")
+    log.add_argument("--json", action="store_true", help="print the output blocks as JSON")
 
     cancel = command("cancel", "cancel a queued deploy or stop a running one", cmd_cancel)
     cancel.add_argument("deploy_id", metavar="DEPLOY_ID")

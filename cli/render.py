@@ -216,6 +216,14 @@ def describe_environment(v: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def log_header(block: Mapping[str, Any]) -> str:
+    """``== shop-production-1 (i-0a65...) batch-1.switch stdout ==`` over a host's output."""
+    host = str(block.get("host", "?"))
+    name = str(block.get("name") or "")
+    who = f"{name} ({host})" if name else host
+    return f"== {who} {block.get('phase', '?')} {block.get('stream', '?')} =="
+
+
 def records(value: Any) -> list[Mapping[str, Any]]:
     """The objects of a JSON list; anything else reads as an empty list."""
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []

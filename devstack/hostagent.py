@@ -15,6 +15,11 @@ Each running script's process group is recorded in ``<hosts dir>/.agent/<pid>`` 
 restarted stack kills the ones a ``kill -9`` left behind (``reap_orphans``), as a real host's
 SSM agent reports a command cut by a reboot as failed instead of letting it run on unseen.
 
+Per-host output kept: a command sent with ``CloudWatchOutputConfig`` (moto drops it; the agent
+keeps it) gets each host's full stdout and stderr written, one event per line, into moto's
+CloudWatch Logs under the stream names SSM uses (``chalicelib/domain/hostlog.py``), as the SSM
+agent does on a host whose instance profile allows ``logs:CreateLogStream``/``PutLogEvents``.
+
 ``CancelCommand`` (moto_patches) stops an invocation as the SSM agent does: one not started
 never runs, a running script's whole process group is killed (a hang ends too), and the
 invocation ends ``Cancelled`` with the output so far.
@@ -36,11 +41,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from moto.logs.exceptions import ResourceAlreadyExistsException
+from moto.logs.models import logs_backends
 from moto.ssm.models import Command, SimpleSystemManagerBackend
+from moto.ssm.responses import SimpleSystemManagerResponse
 
+from chalicelib.domain.hostlog import output_stream
 from infra.ssm_document import render
 
 OUTPUT_LIMIT = 24_000  # SSM keeps at most this much of each stream inline
+# the SendCommand request being handled on this thread: its CloudWatchOutputConfig, which
+# moto's backend never receives
+_request = threading.local()
 
 
 def _now() -> str:
@@ -98,6 +110,7 @@ class HostAgent:
         self._running: dict[int, Path] = {}  # pid (= process group) -> its record
         self._running_lock = threading.Lock()
         self._original = SimpleSystemManagerBackend.send_command
+        self._original_response = SimpleSystemManagerResponse.send_command
         self.commands_run = 0
         self._runs: dict[tuple[str, str], _Run] = {}  # (command id, instance id), until done
         self._runs_lock = threading.Lock()
@@ -106,12 +119,23 @@ class HostAgent:
         agent = self
         original = self._original
 
+        original_response = self._original_response
+
         def send_command(backend: SimpleSystemManagerBackend, *args: Any, **kwargs: Any) -> Any:
             command = original(backend, *args, **kwargs)
+            command.cloudwatch_output_config = getattr(_request, "cloudwatch", None) or {}  # type: ignore[attr-defined]
             agent.accept(backend, command)
             return command
 
+        def send_command_request(response: SimpleSystemManagerResponse) -> Any:
+            _request.cloudwatch = response._get_param("CloudWatchOutputConfig")
+            try:
+                return original_response(response)
+            finally:
+                _request.cloudwatch = None
+
         SimpleSystemManagerBackend.send_command = send_command  # type: ignore[method-assign,assignment]
+        SimpleSystemManagerResponse.send_command = send_command_request  # type: ignore[method-assign,assignment]
         # moto has no CancelCommand: moto_patches.install() (run first) adds SSM's semantics
         cancel = SimpleSystemManagerBackend.cancel_command  # type: ignore[attr-defined]
         self._original_cancel = cancel
@@ -132,6 +156,7 @@ class HostAgent:
 
     def uninstall(self) -> None:
         SimpleSystemManagerBackend.send_command = self._original  # type: ignore[method-assign]
+        SimpleSystemManagerResponse.send_command = self._original_response  # type: ignore[method-assign]
         if hasattr(self, "_original_cancel"):
             SimpleSystemManagerBackend.cancel_command = self._original_cancel  # type: ignore[attr-defined]
         self._stopping.set()
@@ -230,7 +255,7 @@ class HostAgent:
         with self._runs_lock:
             run = self._runs.get(key) or _Run()
         try:
-            self._run_invocation(run, invocation, document, params)
+            self._run_invocation(run, invocation, document, params, command)
         finally:
             with self._runs_lock:
                 self._runs.pop(key, None)
@@ -241,6 +266,7 @@ class HostAgent:
         invocation: dict[str, Any],
         document: dict[str, Any],
         params: dict[str, str],
+        command: Command,
     ) -> None:
         instance_id = invocation["InstanceId"]
         started = time.monotonic()
@@ -256,6 +282,7 @@ class HostAgent:
         timeout = int(params.get("executionTimeout") or 600)
         status, code, out, err = self._execute(instance_id, document, params, timeout, run)
         self.commands_run += 1
+        write_output(command, instance_id, out, err)
         elapsed = int(time.monotonic() - started)
         invocation.update(
             Status=status,
@@ -326,6 +353,28 @@ class HostAgent:
             return "Cancelled", -1, out, err + "\nexecution cancelled (CancelCommand)"
         status = "Success" if proc.returncode == 0 else "Failed"
         return status, proc.returncode, out, err
+
+
+def write_output(command: Command, instance_id: str, out: str, err: str) -> None:
+    """What the SSM agent does for a command with ``CloudWatchOutputConfig``: each output
+    stream the script wrote to, whole, into the command's log group (created if missing, as
+    the agent does), one event per line."""
+    config = getattr(command, "cloudwatch_output_config", None) or {}
+    group = config.get("CloudWatchLogGroupName")
+    if not config.get("CloudWatchOutputEnabled") or not group:
+        return
+    logs = logs_backends[command.account_id][command.backend_region]
+    with contextlib.suppress(ResourceAlreadyExistsException):
+        if group not in logs.groups:
+            logs.create_log_group(group, {})
+    now = int(time.time() * 1000)
+    for name, text in (("stdout", out), ("stderr", err)):
+        if not text:
+            continue
+        stream = output_stream(command.command_id, instance_id, name)
+        logs.ensure_log_stream(group, stream)
+        events = [{"timestamp": now, "message": line} for line in text.splitlines()]
+        logs.put_log_events(group, stream, events)
 
 
 INSTANCE_PROFILE_VARIABLES = (

@@ -80,6 +80,7 @@ class Access:
     read_commands: bool = False  # ssm:ListCommands, ssm:GetCommandInvocation
     cancel_commands: bool = False  # ssm:CancelCommand
     resolve_refs: bool = False  # per-app SCM token / S3 refs (plans a deploy)
+    read_host_output: bool = False  # logs:GetLogEvents in the apps' host output log groups
 
 
 # DeployRepository.get (GetItem) and .mutate (PutItem with the version condition); the
@@ -116,6 +117,7 @@ ACCESS: dict[str, Access] = {
         find_hosts=True,  # request -> _plan -> Fleet.hosts
         resolve_refs=True,  # request(ref=...) resolves the ref with the app's SCM
         cancel_commands=True,  # cancel -> HostCommands.cancel of the step in flight
+        read_host_output=True,  # GET /deploys/{id}/log -> CommandLogs.read
     ),
     # RolloutService.dispatch: renew the lease, SendCommand, pending host rows, record.
     "RolloutDispatch": Access(
@@ -369,6 +371,15 @@ def function_statements(
     if access.cancel_commands:
         # CancelCommand has no resource type (it names a command id): "*" is the narrowest
         statements.append(_star("CancelCommands", ["ssm:CancelCommand"]))
+    if access.read_host_output:
+        # the hosts' output SSM sends there (CloudWatchOutputConfig): read, never written
+        statements.append(
+            _statement(
+                "ReadOnlyTheHostOutputLogGroups",
+                ["logs:GetLogEvents"],
+                [arn("logs", f"log-group:{n.host_log_group(app)}:*") for app in pipeline.apps],
+            )
+        )
     if access.resolve_refs:
         grants = scm_grants(pipeline)
         if grants.parameters:

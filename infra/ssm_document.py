@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chalicelib.domain.hostlog import DOCUMENT_STEP
+
 DOCUMENT_NAME = "Roadie-Deploy"
 SCRIPT_PATH = Path(__file__).resolve().parent / "host" / "roadie-deploy.sh"
 
@@ -151,7 +153,7 @@ def build_document() -> dict[str, Any]:
         "mainSteps": [
             {
                 "action": "aws:runShellScript",
-                "name": "deploy",
+                "name": DOCUMENT_STEP,  # SSM names the output's log streams after it
                 "inputs": {
                     "timeoutSeconds": "{{ executionTimeout }}",
                     "runCommand": [*header, *_script_body()],

@@ -30,6 +30,7 @@ from pynamodb.models import Model
 from chalicelib.adapters import dynamo, idempotency, metrics
 from chalicelib.adapters.metrics import NAMESPACE
 from chalicelib.config import BUNDLED_CONFIG, PipelineConfig, Settings, load_pipeline
+from chalicelib.domain.hostlog import host_log_group
 from chalicelib.statemachine import FUNCTIONS, build_definition
 from infra import alarms, iam
 from infra.ssm_document import DOCUMENT_NAME, build_document
@@ -126,6 +127,7 @@ class Names:
     dashboard: str
     api: str  # the REST API's name (the ApiName dimension of its metrics)
     parameters: Mapping[str, str]  # env var -> SSM parameter name (SecureStrings made by hand)
+    host_log_group_prefix: str = ""  # each app's hosts' command output: "<this>/<app>"
 
     def function_name(self, function: str | None) -> str:
         """`<app>-<stage>` for the API handler, `<app>-<stage>-<name>` for a lambda_function."""
@@ -140,6 +142,9 @@ class Names:
     @property
     def api_access_log_group(self) -> str:
         return f"/aws/apigateway/{self.api}/access"
+
+    def host_log_group(self, app: str) -> str:
+        return host_log_group(self.host_log_group_prefix, app)
 
     def alarm_name(self, what: str) -> str:
         return f"{self.prefix}-{what}"
@@ -201,6 +206,7 @@ def names(stage: str = "dev") -> Names:
             "ROADIE_GITLAB_SECRET_PARAM": f"{secrets}/webhooks/gitlab",
             "ROADIE_BITBUCKET_SECRET_PARAM": f"{secrets}/webhooks/bitbucket",
         },
+        host_log_group_prefix=f"/{app}/{stage}/hosts",
     )
 
 
@@ -479,7 +485,19 @@ def _settings_env(n: Names) -> dict[str, Any]:
     env["ROADIE_GITHUB_ALLOW_SHA1"] = {"Ref": ALLOW_GITHUB_SHA1}
     env["ROADIE_PARAMETERS_MAX_AGE"] = str(defaults.parameters_max_age)
     env["ROADIE_LEASE_SECONDS"] = str(defaults.lease_seconds)
+    env["ROADIE_HOST_LOG_GROUP_PREFIX"] = n.host_log_group_prefix
     return env
+
+
+def host_log_group_id(app: str) -> str:
+    """``HostOutputShopLogGroup`` for app ``shop`` (``web-api``: ``HostOutputWebApiLogGroup``)."""
+    return "HostOutput" + "".join(part.capitalize() for part in app.split("-")) + "LogGroup"
+
+
+def _host_log_groups(n: Names, pipeline: PipelineConfig) -> dict[str, Any]:
+    """One log group per app for its hosts' SSM command output (``CloudWatchOutputConfig``),
+    with the stack's retention. The hosts write to it (their instance profile), the API reads."""
+    return {host_log_group_id(app): _log_group(n.host_log_group(app)) for app in pipeline.apps}
 
 
 def _functions(n: Names, pipeline: PipelineConfig) -> dict[str, Any]:
@@ -726,6 +744,9 @@ def outputs(n: Names, stage: str) -> dict[str, Any]:
         "DashboardName": {"Value": {"Ref": DASHBOARD}},
         "DashboardUrl": {"Value": {"Fn::Sub": f"{console}#dashboards:name={n.dashboard}"}},
         **{f"{t.logical_id}Name": {"Value": {"Ref": t.logical_id}} for t in n.tables},
+        # each app's hosts send their command output to "<this>/<app>": the instance profile
+        # needs logs:CreateLogStream and logs:PutLogEvents there (README, preparing the hosts)
+        "HostOutputLogGroupPrefix": {"Value": n.host_log_group_prefix},
     }
     # (Chalice's own output EndpointURL is the API's URL.) These refer to the API, so the
     # local stack, which leaves API Gateway out, drops them with it.
@@ -792,6 +813,7 @@ def build_merge_template(stage: str, pipeline: PipelineConfig) -> dict[str, Any]
     }
 
     resources.update(_functions(n, pipeline))
+    resources.update(_host_log_groups(n, pipeline))
 
     resources[API_ACCESS_LOG_GROUP] = _log_group(n.api_access_log_group)
     resources[REST_API] = _api(n)

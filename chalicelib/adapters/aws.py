@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError
 
 from ..domain.contract import EXECUTION_GONE
 from ..domain.errors import ConflictError, UnavailableError
+from ..domain.hostlog import host_log_group
 from ..domain.model import Host, HostStatus
 
 # SSM command statuses (ListCommands) and invocation statuses, folded to what Roadie acts on.
@@ -70,11 +71,23 @@ class Invocation:
 
 
 class HostCommands:
-    """Runs the Roadie SSM document on hosts and reads back what each host did."""
+    """Runs the Roadie SSM document on hosts and reads back what each host did.
 
-    def __init__(self, ssm_client_factory: ClientFactory, document_name: str) -> None:
+    With ``output_log_group_prefix``, SSM also sends each host's full output to the app's
+    log group (``domain/hostlog.py``): the invocation itself keeps only the first 24,000
+    characters of stdout, 8,000 of stderr.
+    """
+
+    def __init__(
+        self,
+        ssm_client_factory: ClientFactory,
+        document_name: str,
+        *,
+        output_log_group_prefix: str = "",
+    ) -> None:
         self._ssm = LazyClient(ssm_client_factory)
         self._document = document_name
+        self._log_prefix = output_log_group_prefix
 
     def run(
         self,
@@ -87,6 +100,12 @@ class HostCommands:
         """Send one command to at most 50 hosts; returns the command id."""
         if not 1 <= len(instance_ids) <= 50:
             raise ValueError("SSM takes 1..50 instance ids per command")
+        output: dict[str, Any] = {}
+        if self._log_prefix and parameters.get("app"):
+            output["CloudWatchOutputConfig"] = {
+                "CloudWatchOutputEnabled": True,
+                "CloudWatchLogGroupName": host_log_group(self._log_prefix, parameters["app"]),
+            }
         try:
             response = self._ssm().send_command(
                 InstanceIds=list(instance_ids),
@@ -96,6 +115,7 @@ class HostCommands:
                 Comment=comment[:100],
                 MaxErrors="100%",
                 MaxConcurrency="100%",
+                **output,
             )
         except ClientError as exc:
             raise AwsError(f"SSM SendCommand failed: {exc}") from exc

@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from ..domain.environment import EnvironmentState
 from ..domain.fleet import HostRelease
+from ..domain.hostlog import LogChunk
 from ..domain.model import Deploy, Host, HostResult
 from ..domain.pipeline import AppConfig
 
@@ -51,6 +52,16 @@ class HostCommandRunner(Protocol):
     def cancel(self, command_id: str) -> None:
         """Stop the command on every host still running it (its invocations end cancelled);
         a command that already finished is left as it is."""
+
+
+class CommandLogReader(Protocol):
+    """Hosts' full command output, as SSM wrote it to CloudWatch Logs (``domain/hostlog``)."""
+
+    def read(self, group: str, stream: str, token: str | None, limit: int) -> LogChunk:
+        """At most ``limit`` lines of ``stream`` after ``token`` (None: from its start); a
+        stream that does not exist reads as empty. ``InvalidCursorError`` for a token the
+        reader never gave."""
+        ...
 
 
 class Orchestrator(Protocol):

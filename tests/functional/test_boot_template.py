@@ -35,6 +35,7 @@ from devstack import moto_patches
 from devstack.stack import LocalStack
 from infra import package
 from tests.functional.conftest import CORPUS_SECRETS, EVENTS, auth, wait_for
+from tests.functional.host_output import assert_host_output_kept
 from tests.functional.test_scm_refs import BRANCHES, FakeScm
 
 BUCKET = "roadie-test-releases"
@@ -47,7 +48,7 @@ source = {{ kind = "s3", url = "s3://{bucket}/builds" }}
 deploy_root = "/srv/roadie"
 
 [apps.shop.commands]
-build = "bin/build"
+build = "seq 1 1000"
 migrate = "bin/migrate"
 post_migrate = "bin/post_migrate"
 health = "bin/health"
@@ -174,6 +175,10 @@ def test_every_function_boots_with_its_template_environment_and_does_its_job(
     aws_stack: LocalStack, client: Any, scm: FakeScm, calls: list[tuple[str, str]]
 ) -> None:
     repo = aws_stack.sources
+    # one host's shared .env has a line the host script warns about (on stderr)
+    warned = min(aws_stack.provisioned.hosts["shop#production"], key=lambda h: h["name"])
+    dotenv = aws_stack.options.hosts_dir / warned["instance_id"] / "shop" / "shared" / ".env"
+    dotenv.write_text(dotenv.read_text() + "not an assignment\n")
 
     # HTTP deploy by SHA: hosts fetch the tarball from the artifact store
     first = wait_for(
@@ -182,6 +187,13 @@ def test_every_function_boots_with_its_template_environment_and_does_its_job(
     )
     assert first["status"] == "succeeded", first.get("error")
     assert releases(aws_stack) == {repo.v1}
+    # each host's whole output, from the log group SSM sent it to, read by the API's role
+    assert_host_output_kept(
+        lambda path: as_api(client, "get", path, headers=auth()),
+        first,
+        warned["instance_id"],
+        aws_stack.provisioned.outputs["HostOutputLogGroupPrefix"] + "/shop",
+    )
 
     # HTTP deploy by ref: the branch's SHA comes from the store's ref object, not git
     by_ref = deploy(client, {"app": "shop", "environment": "production", "ref": "main"})

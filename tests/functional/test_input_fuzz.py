@@ -156,7 +156,9 @@ CONTENT_TYPE = st.sampled_from(
 )
 QUERY = st.lists(
     st.tuples(
-        st.sampled_from(["limit", "cursor", "app", "environment", "status", "colour", "LIMIT"]),
+        st.sampled_from(
+            ["limit", "cursor", "app", "environment", "status", "colour", "LIMIT", "host", "phase"]
+        ),
         st.one_of(
             st.sampled_from(["1", "25", "100", "0", "101", "²", "٣", "-1", " 5", "9" * 5000]),
             st.sampled_from(["succeeded", "bogus", "eyJhIjogMX0", "%%%", "%ED%A0%80"]),
@@ -277,7 +279,7 @@ def test_the_deploy_api_never_answers_5xx_and_refuses_in_one_shape(
     @settings(SETTINGS, max_examples=100)
     @given(data=st.data())
     def search(data: st.DataObject) -> None:
-        route = data.draw(st.sampled_from(["create", "list", "get", "cancel", "rollback"]))
+        route = data.draw(st.sampled_from(["create", "list", "get", "cancel", "rollback", "log"]))
         deploy_id = data.draw(st.one_of(st.just(frozen["deploy_id"]), DEPLOY_ID))
         method, path = {
             "create": ("POST", "/deploys"),
@@ -285,6 +287,7 @@ def test_the_deploy_api_never_answers_5xx_and_refuses_in_one_shape(
             "get": ("GET", f"/deploys/{quote(deploy_id, safe='%')}"),
             "cancel": ("POST", f"/deploys/{quote(deploy_id, safe='%')}/cancel"),
             "rollback": ("POST", f"/deploys/{quote(deploy_id, safe='%')}/rollback"),
+            "log": ("GET", f"/deploys/{quote(deploy_id, safe='%')}/log"),
         }[route]
         # mostly the route's own method, a good token and JSON: the requests that get furthest
         method = data.draw(st.sampled_from([method] * 5 + ["PUT", "DELETE", "PATCH", "HEAD"]))

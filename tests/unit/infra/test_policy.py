@@ -534,6 +534,26 @@ PROBES: dict[str, tuple[str, str, dict[str, str]]] = {
     "command invocation": ("ssm:GetCommandInvocation", "*", {}),
     "cancel command": ("ssm:CancelCommand", "*", {}),
     "create log group": ("logs:CreateLogGroup", arn("logs", "log-group:/aws/lambda/x"), {}),
+    "read host output": (
+        "logs:GetLogEvents",
+        arn("logs", "log-group:/roadie/dev/hosts/shop:log-stream:c-1/i-1/deploy/stdout"),
+        {},
+    ),
+    "read other logs": (
+        "logs:GetLogEvents",
+        arn("logs", "log-group:/aws/lambda/roadie-dev:log-stream:x"),
+        {},
+    ),
+    "read another stage's host output": (
+        "logs:GetLogEvents",
+        arn("logs", "log-group:/roadie/prod/hosts/shop:log-stream:c-1/i-1/deploy/stdout"),
+        {},
+    ),
+    "write host output": (
+        "logs:PutLogEvents",
+        arn("logs", "log-group:/roadie/dev/hosts/shop:log-stream:c-1/i-1/deploy/stdout"),
+        {},
+    ),
 }
 
 EXPECTED: dict[str, set[str]] = {
@@ -557,6 +577,7 @@ EXPECTED: dict[str, set[str]] = {
         "stop execution",
         "find hosts",
         "cancel command",
+        "read host output",  # GET /deploys/{id}/log
     },
     "RolloutDispatch": {
         "read deploy",

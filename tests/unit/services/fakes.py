@@ -26,6 +26,7 @@ from chalicelib.domain.errors import (
     StaleStateError,
     StorageRejectedError,
 )
+from chalicelib.domain.hostlog import LogChunk
 from chalicelib.domain.jsontext import find_surrogate
 from chalicelib.domain.model import Deploy, Host, HostResult, HostStatus, env_key
 
@@ -350,3 +351,27 @@ class FakeRefs:
             return self.refs[ref]
         except KeyError:
             raise NotFoundError(f"ref {ref!r} does not exist") from None
+
+
+class FakeCommandLogs:
+    """CommandLogReader in memory: ``streams[(group, stream)]`` holds the lines a host wrote;
+    a token is the index of the next line, given only by a read and only for its stream."""
+
+    def __init__(self) -> None:
+        self.streams: dict[tuple[str, str], list[str]] = {}
+        self.reads = 0
+
+    def write(self, group: str, stream: str, lines: Iterable[str]) -> None:
+        self.streams.setdefault((group, stream), []).extend(lines)
+
+    def read(self, group: str, stream: str, token: str | None, limit: int) -> LogChunk:
+        self.reads += 1
+        lines = self.streams.get((group, stream), [])
+        start = 0
+        if token is not None:
+            prefix, _, index = token.partition(":")
+            if prefix != stream or not index.isdigit() or int(index) > len(lines):
+                raise InvalidCursorError("cursor is not one this API returned")
+            start = int(index)
+        end = start + max(1, limit)
+        return LogChunk(tuple(lines[start:end]), f"{stream}:{end}" if end < len(lines) else None)
