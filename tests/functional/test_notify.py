@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -32,9 +33,12 @@ from chalicelib.domain.errors import ConfigError, UnavailableError
 from chalicelib.domain.model import DeployStatus, Host, HostStatus, Requester
 from chalicelib.domain.notice import Notice, state_of
 from chalicelib.domain.pipeline import PipelineConfig
+from chalicelib.domain.webhook_outcome import OutcomeKind
 from chalicelib.services.deploys import DeployService
 from chalicelib.services.notify import Notifier
 from chalicelib.services.rollout import RolloutService
+from chalicelib.services.webhooks import WebhookService
+from chalicelib.webhooks import sign_sha256
 from tests.unit.services.fakes import (
     FakeDeployStore,
     FakeExecutions,
@@ -319,6 +323,63 @@ def make_world(config: PipelineConfig, board: ProviderBoard) -> World:
 
 # --- GitHub Deployments through a whole deploy ---------------------------------------------
 
+WEBHOOK_SECRET = "webhook-secret-for-the-notify-test"
+EVENTS = Path(__file__).resolve().parents[1] / "events"
+
+
+class OneSecret:
+    def active(self, provider: str) -> list[str]:
+        return [WEBHOOK_SECRET]
+
+
+class EveryDeliveryOnce:
+    def once(self, key: str, body_sha256: str, handler: Any, lambda_context: Any = None) -> Any:
+        return handler()
+
+
+class NoHeads:
+    def record(
+        self, key: str, *, sha: str, before: str, pushed_at: int | None, delivery_id: str
+    ) -> bool:
+        return True
+
+    def head(self, key: str) -> str | None:
+        return None
+
+
+def test_a_signed_github_push_shows_its_deploy_on_github_in_order(
+    fake: FakeProviders, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The webhook path end to end: a push delivery, the deploy it starts, its rollout."""
+    config = pipeline(fake)
+    world = make_world(config, ProviderBoard(tokens(fake)))
+    webhooks = WebhookService(config, OneSecret(), EveryDeliveryOnce(), world.lifecycle, NoHeads())
+    payload = json.loads((EVENTS / "github" / "push" / "1.json").read_text())
+    payload["repository"]["full_name"] = "roadie-demo/shop"
+    payload.update(ref="refs/heads/main", before=OLD_SHA, after=SHA)
+    payload["head_commit"]["id"] = SHA
+    body = json.dumps(payload).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": "push",
+        "X-GitHub-Delivery": "delivery-notify-1",
+        "X-Hub-Signature-256": sign_sha256(WEBHOOK_SECRET, body),
+    }
+    outcome = webhooks.receive("github", body, headers)
+    assert outcome.kind is OutcomeKind.ACCEPTED
+    deploy_id = outcome.body["deploy_id"]
+    assert world.run(deploy_id) is DeployStatus.SUCCEEDED
+    assert fake.refused == []
+    assert [(s.path.rsplit("/", 1)[-1], s.body.get("state")) for s in fake.seen] == [
+        ("deployments", None),
+        ("statuses", "in_progress"),
+        ("statuses", "success"),
+        ("sekret-hook-9f8e", None),
+    ]
+    assert fake.deployments[1000]["ref"] == SHA
+    assert "Codertocat" in fake.seen[3].body["text"]  # the pusher
+    assert not [r for r in caplog.records if r.name == "roadie.notify"]  # nothing dropped
+
 
 def test_a_push_deploy_creates_a_github_deployment_then_in_progress_then_success(
     fake: FakeProviders,
@@ -374,7 +435,7 @@ def test_a_deploy_from_the_api_is_not_put_on_the_commit_but_is_told_in_slack(
 
 @pytest.mark.parametrize("mode", ["500", "hang"])
 def test_a_provider_that_fails_or_hangs_neither_fails_nor_holds_up_the_deploy(
-    fake: FakeProviders, mode: str
+    fake: FakeProviders, mode: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     budget = 0.4
     world = make_world(pipeline(fake), ProviderBoard(tokens(fake), budget_seconds=budget))
@@ -391,6 +452,10 @@ def test_a_provider_that_fails_or_hangs_neither_fails_nor_holds_up_the_deploy(
     # three reports (start, end on the commit, chat), each bounded by the budget
     assert started < budget + 1.0
     assert total < 3 * budget + 2.0
+    # each dropped report is one warning naming the deploy, and none carries a secret
+    dropped = [r.getMessage() for r in caplog.records if r.name == "roadie.notify"]
+    assert [m.split(": ")[0] for m in dropped] == [f"deploy {deploy_id}"] * 3, dropped
+    assert all(TOKEN not in m and "sekret-hook" not in m for m in dropped), dropped
 
 
 def test_the_end_creates_the_deployment_when_its_start_was_never_shown(
