@@ -32,6 +32,7 @@ from .services.rollout import RolloutService
 from .settings import Settings
 
 if TYPE_CHECKING:
+    from .services.notify import Notifier
     from .services.webhooks import WebhookService
 
 # Imported where first used, not here: a function only pays for what it runs (the rollout
@@ -82,7 +83,21 @@ class Container:
             executions=self.executions,
             environments=self.environments,
             poll_seconds=self.settings.poll_seconds,
+            notifier=self.notifier,
         )
+
+    @cached_property
+    def notifier(self) -> Notifier | None:
+        """Reports deploys to their commits and chat; None when no app asks for it (so no
+        function loads the HTTP adapter for nothing)."""
+        if not any(app.notify.enabled for app in self.pipeline.apps.values()):
+            return None
+        from .adapters.notify import ProviderBoard
+        from .adapters.secrets import ScmTokens
+        from .services.notify import Notifier
+
+        board = ProviderBoard(ScmTokens(self.settings.parameters_max_age))
+        return Notifier(self.pipeline, self.deploy_repository, board, self.settings.region)
 
     @cached_property
     def deploys(self) -> DeployService:
@@ -110,6 +125,7 @@ class Container:
             executions=self.executions,
             poll_seconds=self.settings.poll_seconds,
             metrics=self.metrics,
+            notifier=self.notifier,
         )
 
     @cached_property
@@ -166,6 +182,7 @@ class Container:
             lease=self.environments,
             handover=self.launcher,
             fleet=self.environments,
+            notifier=self.notifier,
         )
 
 

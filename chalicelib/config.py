@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,6 +20,7 @@ from .domain.model import NAME_RE, REF_RE
 from .domain.pipeline import (
     AppConfig,
     EnvironmentConfig,
+    NotifyConfig,
     PipelineConfig,
     ScmConfig,
     Source,
@@ -213,10 +214,11 @@ def _api_url(reader: _Reader, default: str) -> str:
 
 
 def _token(reader: _Reader) -> str | None:
-    key = reader.key("token")
     token = reader.get("token", str, None)
-    if token is None:
-        return None
+    return None if token is None else _secret_reference(reader.key("token"), token)
+
+
+def _secret_reference(key: str, token: str) -> str:
     # Never echo the value: a mistake here is most likely a pasted token.
     if token.startswith(SECRETS_MANAGER_PREFIX):
         if not SECRET_ID_RE.match(token.removeprefix(SECRETS_MANAGER_PREFIX)):
@@ -243,6 +245,52 @@ def _scm(reader: _Reader, repository: str) -> ScmConfig | None:
     if provider in ("github", "bitbucket") and repository.count("/") != 1:
         raise ConfigError(f"{reader.key('repository')}: {provider} names a repository owner/name")
     return ScmConfig(provider=provider, api_url=api_url, token=token)
+
+
+def _url(reader: _Reader, name: str, value: str) -> str:
+    """An https:// link shown to people (http:// only on loopback), without spaces."""
+    key = reader.key(name)
+    parts = urlsplit(value)
+    if any(c.isspace() or not c.isprintable() for c in value) or not parts.hostname:
+        raise ConfigError(f"{key}: must be an https:// URL with a host, without spaces")
+    if parts.scheme != "https" and not (
+        parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS
+    ):
+        raise ConfigError(f"{key}: must be https:// (http:// only for 127.0.0.1 or localhost)")
+    if "@" in parts.netloc:
+        raise ConfigError(f"{key}: must not contain credentials")
+    return value
+
+
+def _notify(reader: _Reader, scm: ScmConfig | None, environments: Iterable[str]) -> NotifyConfig:
+    if reader.get("notify", dict, None) is None:
+        return NotifyConfig()
+    notify = reader.child("notify")
+    scm_status = notify.get("scm_status", bool, False)
+    if scm_status and (scm is None or scm.token is None):
+        raise ConfigError(
+            f"{notify.key('scm_status')}: needs the app's scm table with a token "
+            "(statuses are written with it)"
+        )
+    slack = notify.get("slack_webhook", str, None)
+    if slack is not None:
+        # the value names a secret; a pasted https://hooks.slack.com/... URL is refused unseen
+        slack = _secret_reference(notify.key("slack_webhook"), slack.removeprefix("ssm:"))
+    log_url = notify.get("log_url", str, "")
+    if log_url:
+        log_url = _url(notify, "log_url", log_url)
+    urls_reader = notify.child("environment_urls", {})
+    known = set(environments)
+    urls = {}
+    for env_name in list(urls_reader.table):
+        if env_name not in known:
+            raise ConfigError(f"{urls_reader.key(env_name)}: no such environment")
+        urls[env_name] = _url(urls_reader, env_name, urls_reader.text(env_name))
+    urls_reader.done()
+    notify.done()
+    return NotifyConfig(
+        scm_status=scm_status, slack_webhook=slack, log_url=log_url, environment_urls=urls
+    )
 
 
 def _app(name: str, reader: _Reader) -> AppConfig:
@@ -276,6 +324,7 @@ def _app(name: str, reader: _Reader) -> AppConfig:
         raise ConfigError(f"{envs_reader.path}: at least one environment is required")
     envs_reader.done()
     deploy_root = reader.text("deploy_root", DEPLOY_ROOT_RE, "/srv/roadie")
+    notify = _notify(reader, scm, environments)
     reader.done()
     return AppConfig(
         name=name,
@@ -286,6 +335,7 @@ def _app(name: str, reader: _Reader) -> AppConfig:
         environments=environments,
         keep_releases=keep,
         scm=scm,
+        notify=notify,
     )
 
 

@@ -336,6 +336,7 @@ def deploy_detail(deploy: Deploy, results: list[HostResult]) -> dict[str, Any]:
         "phases": deploy.phases,
         "hosts": list(hosts.values()),
         "trigger": deploy.trigger,
+        "notifications": deploy.notifications,
         "links": {
             "self": f"/deploys/{deploy.deploy_id}",
             "execution": deploy.execution_arn,

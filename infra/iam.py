@@ -81,6 +81,7 @@ class Access:
     cancel_commands: bool = False  # ssm:CancelCommand
     resolve_refs: bool = False  # per-app SCM token / S3 refs (plans a deploy)
     read_host_output: bool = False  # logs:GetLogEvents in the apps' host output log groups
+    notify: bool = False  # per-app Slack webhook secret (services/notify.py; SCM token above)
 
 
 # DeployRepository.get (GetItem) and .mutate (PutItem with the version condition); the
@@ -116,6 +117,7 @@ ACCESS: dict[str, Access] = {
         stop_executions=True,  # ... and stop it
         find_hosts=True,  # request -> _plan -> Fleet.hosts
         resolve_refs=True,  # request(ref=...) resolves the ref with the app's SCM
+        notify=True,  # launch/expire -> Notifier: a push's deploy on its commit
         cancel_commands=True,  # cancel -> HostCommands.cancel of the step in flight
         read_host_output=True,  # GET /deploys/{id}/log -> CommandLogs.read
     ),
@@ -147,6 +149,7 @@ ACCESS: dict[str, Access] = {
         start_executions=True,
         find_hosts=True,
         resolve_refs=True,
+        notify=True,  # Notifier: the launch of a queued deploy and a deploy's end
     ),
     # Reconciler.run: scan held/queued environments, read each holder's execution status,
     # release, start queued deploys (launch) and recovery executions.
@@ -159,6 +162,7 @@ ACCESS: dict[str, Access] = {
         describe_executions=True,
         find_hosts=True,
         resolve_refs=True,
+        notify=True,  # Notifier: the launch of a queued deploy and a deploy's end
     ),
 }
 
@@ -239,6 +243,28 @@ def scm_grants(pipeline: PipelineConfig) -> ScmGrants:
         tuple(dict.fromkeys(secrets)),
         tuple(dict.fromkeys(objects)),
     )
+
+
+def notify_grants(pipeline: PipelineConfig) -> ScmGrants:
+    """The Slack webhook secrets of the apps' ``notify`` tables (parameters and secrets)."""
+    parameters: list[str] = []
+    secrets: list[str] = []
+    for app in pipeline.apps.values():
+        reference = getattr(getattr(app, "notify", None), "slack_webhook", None)
+        if not reference:
+            continue
+        if reference.startswith("/"):
+            parameters.append(reference)
+        elif reference.startswith(SECRETSMANAGER_PREFIX) and not reference.startswith(
+            f"{SECRETSMANAGER_PREFIX}arn:"
+        ):
+            secrets.append(reference.removeprefix(SECRETSMANAGER_PREFIX))
+        else:
+            raise ConfigError(
+                f"apps.{app.name}.notify.slack_webhook: give an SSM parameter name (/...) or "
+                "secretsmanager:<name>; infra/iam.py cannot grant access to it"
+            )
+    return ScmGrants(tuple(dict.fromkeys(parameters)), tuple(dict.fromkeys(secrets)))
 
 
 def _decrypt_parameters(names: Iterable[str]) -> Statement:
@@ -380,6 +406,24 @@ def function_statements(
                 [arn("logs", f"log-group:{n.host_log_group(app)}:*") for app in pipeline.apps],
             )
         )
+    secret_arns: list[dict[str, str]] = []
+    if access.notify:
+        slack = notify_grants(pipeline)
+        if slack.parameters:
+            statements.append(
+                _statement(
+                    "ReadSlackWebhookParameters",
+                    ["ssm:GetParameter"],
+                    [parameter_arn(p) for p in slack.parameters],
+                )
+            )
+            decrypt += slack.parameters
+        if slack.secrets:
+            arns = [_secret_arn(s) for s in slack.secrets]
+            statements.append(
+                _statement("ReadSlackWebhookSecrets", ["secretsmanager:GetSecretValue"], arns)
+            )
+            secret_arns += arns
     if access.resolve_refs:
         grants = scm_grants(pipeline)
         if grants.parameters:
@@ -392,23 +436,13 @@ def function_statements(
             )
             decrypt += grants.parameters
         if grants.secrets:
-            secret_arns = [_secret_arn(s) for s in grants.secrets]
-            statements.append(
-                _statement("ReadScmTokenSecrets", ["secretsmanager:GetSecretValue"], secret_arns)
-            )
+            scm_secret_arns = [_secret_arn(s) for s in grants.secrets]
             statements.append(
                 _statement(
-                    "DecryptOnlyTheseSecretsThroughSecretsManager",
-                    ["kms:Decrypt"],
-                    arn("kms", "key/*"),
-                    Condition={
-                        "StringEquals": {
-                            "kms:ViaService": _sub("secretsmanager.${AWS::Region}.amazonaws.com")
-                        },
-                        "StringLike": {"kms:EncryptionContext:SecretARN": secret_arns},
-                    },
+                    "ReadScmTokenSecrets", ["secretsmanager:GetSecretValue"], scm_secret_arns
                 )
             )
+            secret_arns += scm_secret_arns
         if grants.objects:
             statements.append(
                 _statement(
@@ -418,6 +452,20 @@ def function_statements(
                     Condition={"StringEquals": {"s3:ResourceAccount": {"Ref": "AWS::AccountId"}}},
                 )
             )
+    if secret_arns:
+        statements.append(
+            _statement(
+                "DecryptOnlyTheseSecretsThroughSecretsManager",
+                ["kms:Decrypt"],
+                arn("kms", "key/*"),
+                Condition={
+                    "StringEquals": {
+                        "kms:ViaService": _sub("secretsmanager.${AWS::Region}.amazonaws.com")
+                    },
+                    "StringLike": {"kms:EncryptionContext:SecretARN": secret_arns},
+                },
+            )
+        )
     if decrypt:
         statements.append(_decrypt_parameters(dict.fromkeys(decrypt)))
     return statements

@@ -166,6 +166,8 @@ class Deploy:
     # a diverged deploy's fleet: hosts off the environment's release, convergence attempts,
     # the next try and when the fleet converged (``domain/fleet.py``)
     fleet: dict[str, object] = field(default_factory=dict)
+    # what the places that show deploys need again at its end (a GitHub deployment's id)
+    notifications: dict[str, object] = field(default_factory=dict)
     version: int | None = None
 
     @property

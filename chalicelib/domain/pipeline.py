@@ -27,6 +27,24 @@ class ScmConfig:
 
 
 @dataclass(frozen=True)
+class NotifyConfig:
+    """Where an app's deploys are reported (``[apps.<name>.notify]``): ``scm_status`` puts a
+    push- or CI-triggered deploy on its commit through the app's ``scm`` (a GitHub Deployment
+    with statuses, a GitLab or Bitbucket commit status); ``slack_webhook`` names the secret
+    holding a Slack incoming webhook URL, told when any deploy ends."""
+
+    scm_status: bool = False
+    slack_webhook: str | None = None  # "/ssm/parameter/name" or "secretsmanager:<secret id>"
+    # the link on each status: "{deploy_id}" is replaced; "" links the execution's console page
+    log_url: str = ""
+    environment_urls: dict[str, str] = field(default_factory=dict)  # environment -> its URL
+
+    @property
+    def enabled(self) -> bool:
+        return self.scm_status or self.slack_webhook is not None
+
+
+@dataclass(frozen=True)
 class EnvironmentConfig:
     name: str
     branch: str
@@ -46,6 +64,7 @@ class AppConfig:
     environments: dict[str, EnvironmentConfig] = field(default_factory=dict)
     keep_releases: int = 5
     scm: ScmConfig | None = None
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from ..domain.pipeline import AppConfig, EnvironmentConfig, PipelineConfig
 from ..domain.rollout import RolloutPlan, plan_rollout
 from .clock import iso, utcnow
 from .environments import EnvironmentService
-from .ports import DeployStore, HostFinder, Orchestrator
+from .ports import DeployNotifier, DeployStore, HostFinder, Orchestrator
 
 
 def new_deploy_id(now: datetime) -> str:
@@ -57,6 +57,7 @@ class Launcher:
     environments: EnvironmentService
     poll_seconds: int
     clock: Callable[[], datetime] = utcnow
+    notifier: DeployNotifier | None = None  # tells the commit and chat (None: nobody)
 
     def plan(self, env: EnvironmentConfig) -> RolloutPlan:
         """The rollout of ``env``'s fleet as it is now; ``ConflictError`` if it has none."""
@@ -105,18 +106,32 @@ class Launcher:
         def started(d: Deploy) -> None:
             d.execution_arn = arn
 
-        return self.deploys.mutate(deploy_id, started)
+        deploy = self.deploys.mutate(deploy_id, started)
+        if self.notifier is not None:
+            self.notifier.started(deploy)
+        return deploy
 
     def _fail_to_start(self, deploy_id: str, exc: Exception) -> Deploy:
         now = iso(self.clock())
         cause = lifecycle.failure("errored", "starting", f"could not start the rollout: {exc}")
+        changed = False
 
         def errored(d: Deploy) -> None:
-            if lifecycle.is_active(d.status):
+            nonlocal changed
+            changed = lifecycle.is_active(d.status)
+            if changed:
                 lifecycle.end(d, DeployStatus.ERRORED, now, error=cause)
 
-        self.end(self.deploys.mutate(deploy_id, errored))
+        ended = self.deploys.mutate(deploy_id, errored)
+        self.end(ended)
+        if changed:
+            self.notify_end(ended)
         return self.deploys.get(deploy_id)
+
+    def notify_end(self, deploy: Deploy) -> None:
+        """Tell the commit and chat how ``deploy`` ended (once: callers call it on the change)."""
+        if self.notifier is not None:
+            self.notifier.finished(deploy)
 
     def end(self, deploy: Deploy, *, live_sha: str | None = None) -> None:
         """Release the environment after ``deploy`` ended; launch the queued deploy, if any.
@@ -144,12 +159,17 @@ class Launcher:
         if deploy.execution_arn and self.executions.status(deploy.execution_arn) == "RUNNING":
             self.executions.stop(deploy.execution_arn, "lease expired")
         now = iso(self.clock())
+        changed = False
 
         def expired(d: Deploy) -> None:
-            if lifecycle.is_active(d.status):
+            nonlocal changed
+            changed = lifecycle.is_active(d.status)
+            if changed:
                 cause = lifecycle.failure(
                     "errored", d.phase.value, "its lease expired (no progress)"
                 )
                 lifecycle.end(d, DeployStatus.ERRORED, now, error=cause)
 
-        self.deploys.mutate(deploy_id, expired)
+        ended = self.deploys.mutate(deploy_id, expired)
+        if changed:
+            self.notify_end(ended)

@@ -9,6 +9,7 @@ from ..domain.environment import EnvironmentState
 from ..domain.fleet import HostRelease
 from ..domain.hostlog import LogChunk
 from ..domain.model import Deploy, Host, HostResult
+from ..domain.notice import Notice
 from ..domain.pipeline import AppConfig
 
 
@@ -118,6 +119,28 @@ class FleetLedger(Protocol):
 
 class DeployMetrics(Protocol):
     def deploy_finished(self, deploy: Deploy, duration_seconds: float | None) -> None: ...
+
+
+class StatusBoard(Protocol):
+    """The places outside Roadie that show deploys (``adapters/notify.py``). Each call is
+    bounded by a short deadline and raises only ``RoadieError``s (``UnavailableError``)."""
+
+    def started(self, app: AppConfig, notice: Notice) -> dict[str, object]:
+        """Show ``notice`` (in progress) on its commit; what to keep for ``finished``."""
+        ...
+
+    def finished(self, app: AppConfig, notice: Notice, memo: Mapping[str, object]) -> None:
+        """Show the deploy's end on its commit (``memo``: what ``started`` kept, maybe {})."""
+
+    def chat(self, app: AppConfig, notice: Notice) -> None:
+        """Tell the app's chat channel how the deploy ended."""
+
+
+class DeployNotifier(Protocol):
+    """Reports a deploy's start and end (``services/notify.py``); never raises."""
+
+    def started(self, deploy: Deploy) -> None: ...
+    def finished(self, deploy: Deploy) -> None: ...
 
 
 class SecretSource(Protocol):

@@ -34,7 +34,7 @@ from ..domain.pipeline import EnvironmentConfig, PipelineConfig
 from ..domain.rollout import RolloutPlan, Step
 from .clock import iso, parse_iso, utcnow
 from .launch import document_parameters
-from .ports import DeployStore, Handover, Orchestrator
+from .ports import DeployNotifier, DeployStore, Handover, Orchestrator
 
 NOTHING_SWITCHED = (Phase.PENDING, Phase.STAGING)
 
@@ -63,6 +63,7 @@ class Reconciler:
     poll_seconds: int
     clock: Callable[[], datetime] = utcnow
     metrics: LockAgeGauge | None = None
+    notifier: DeployNotifier | None = None  # tells the commit and chat how a deploy ended
 
     def run(self) -> list[dict[str, str]]:
         """Fix what needs fixing; returns what was done (for logs and tests)."""
@@ -154,13 +155,19 @@ class Reconciler:
             what = "its execution no longer exists (the orchestrator lost it: a restart)"
         now = iso(self.clock())
         if deploy.phase in NOTHING_SWITCHED or deploy.execution_arn is None:
+            changed = False
 
             def errored(d: Deploy) -> None:
-                if lifecycle.is_active(d.status):
+                nonlocal changed
+                changed = lifecycle.is_active(d.status)
+                if changed:
                     cause = lifecycle.failure("errored", d.phase.value, what)
                     lifecycle.end(d, DeployStatus.ERRORED, now, error=cause)
 
-            self.handover.end(self.deploys.mutate(deploy.deploy_id, errored))
+            ended = self.deploys.mutate(deploy.deploy_id, errored)
+            self.handover.end(ended)
+            if changed and self.notifier is not None:
+                self.notifier.finished(ended)
             return f"ended errored: {what}"
         app, env = self.pipeline.environment(deploy.app, deploy.environment)
         execution = ExecutionInput(

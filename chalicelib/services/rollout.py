@@ -35,6 +35,7 @@ from .errors import CancelRequestedError
 from .evidence import contract_failure, divergence, host_names, plan_hosts
 from .ports import (
     DeployMetrics,
+    DeployNotifier,
     DeployStore,
     FleetLedger,
     Handover,
@@ -131,6 +132,7 @@ class RolloutService:
     handover: Handover
     clock: Callable[[], datetime] = utcnow
     fleet: FleetLedger | None = None  # where hosts' release reports go (None: not recorded)
+    notifier: DeployNotifier | None = None  # tells the commit and chat (None: nobody)
 
     # -- the JSON edge: each Lambda event becomes its task, each answer JSON again
 
@@ -388,4 +390,6 @@ class RolloutService:
         if changed:
             started = deploy.started_at or deploy.created_at
             self.metrics.deploy_finished(deploy, (now - parse_iso(started)).total_seconds())
+            if self.notifier is not None:
+                self.notifier.finished(deploy)
         return Finished(task.deploy_id, deploy.status)

@@ -320,3 +320,14 @@ def test_a_deploys_fleet_note_reads_back(store: DeployStore) -> None:
 
     store.mutate("d-1", diverged)
     assert store.get("d-1").fleet == note
+
+
+def test_a_deploys_notifications_read_back_and_start_empty(store: DeployStore) -> None:
+    create(store, deploy("d-1"))
+    assert store.get("d-1").notifications == {}
+
+    def kept(d: Deploy) -> None:  # a GitHub deployment's id (services/notify.py)
+        d.notifications = {**d.notifications, "github_deployment_id": 1234567890123}
+
+    store.mutate("d-1", kept)
+    assert store.get("d-1").notifications == {"github_deployment_id": 1234567890123}

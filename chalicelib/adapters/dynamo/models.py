@@ -78,6 +78,7 @@ class DeployModel(Model):
     superseded_by = UnicodeAttribute(null=True)
     cancel_requested_by = UnicodeAttribute(null=True)
     fleet = MapAttribute[str, Any](default=dict)
+    notifications = MapAttribute[str, Any](default=dict)
     version = VersionAttribute()
 
     by_environment = ByEnvironmentIndex()
