@@ -147,6 +147,8 @@ class LocalStack:
                 "POWERTOOLS_METRICS_DISABLED": "true",
                 "POWERTOOLS_SERVICE_NAME": "roadie",
                 "POWERTOOLS_LOG_LEVEL": "WARNING",
+                # no X-Ray daemon here: the template's Tracer is a no-op locally
+                "POWERTOOLS_TRACE_DISABLED": "true",
             }
         )
 
