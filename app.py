@@ -36,6 +36,7 @@ from chalicelib.http import (
 app = Chalice(app_name="roadie", configure_logs=False)
 LIST_QUERY = ("app", "environment", "status", "limit", "cursor")
 LOG_QUERY = ("host", "phase", "cursor", "limit")
+AUDIT_QUERY = ("app", "environment", "since", "limit", "cursor")
 
 
 def _request() -> Request:
@@ -67,15 +68,25 @@ def api_route(
     """
 
     def register(view: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(view)
-        def handler(**params: Any) -> Any:
+        @translate_errors
+        def answer(**params: Any) -> Any:
             if public:
                 return view(**params)
             requester = _requester()
             query_values(_request().query_params, query)
             return view(requester, **params)
 
-        app.route(path, methods=methods, **options)(translate_errors(handler))
+        @functools.wraps(view)
+        def handler(**params: Any) -> Any:
+            # the request's log keys; an error Roadie does not answer itself is logged here
+            with bootstrap.request_scope(
+                deploy_id=params.get("deploy_id"),
+                app=params.get("app_name"),
+                environment=params.get("environment"),
+            ):
+                return answer(**params)
+
+        app.route(path, methods=methods, **options)(handler)
         return view
 
     return register
@@ -203,6 +214,21 @@ def get_deploy_log(requester: Requester, deploy_id: str) -> Any:
     return json_response(200, page.to_json())
 
 
+@api_route("/audit", methods=["GET"], query=AUDIT_QUERY)
+def audit_trail(requester: Requester) -> Any:
+    query = query_values(_request().query_params, AUDIT_QUERY)
+    if "app" not in query or "environment" not in query:
+        raise HttpError(400, "bad_request", "query parameters app and environment are required")
+    events, cursor = bootstrap.container().audit.page(
+        query["app"],
+        query["environment"],
+        since=query.get("since"),
+        limit=whole_number(query.get("limit", "50"), "limit", 1, 100),
+        cursor=query.get("cursor"),
+    )
+    return json_response(200, {"events": [e.to_json() for e in events], "next_cursor": cursor})
+
+
 def _webhook(provider: str) -> Any:
     request = _request()
     raw = request.raw_body or b""
@@ -236,25 +262,30 @@ def bitbucket_webhook() -> Any:
 
 
 @app.lambda_function(name="rollout_dispatch")
+@bootstrap.invocation("rollout_dispatch")
 def rollout_dispatch(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return bootstrap.container().rollout.dispatch_step(DispatchTask.from_json(event)).to_json()
 
 
 @app.lambda_function(name="rollout_poll")
+@bootstrap.invocation("rollout_poll")
 def rollout_poll(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return bootstrap.container().rollout.poll_step(PollTask.from_json(event)).to_json()
 
 
 @app.lambda_function(name="rollout_recover")
+@bootstrap.invocation("rollout_recover")
 def rollout_recover(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return bootstrap.container().rollout.recover_step(RecoverTask.from_json(event)).to_json()
 
 
 @app.schedule("rate(1 minute)", name="reconcile")
+@bootstrap.invocation("reconcile", source="schedule")
 def reconcile(event: Any) -> list[dict[str, str]]:
     return bootstrap.container().reconciler.run()
 
 
 @app.lambda_function(name="rollout_finish")
+@bootstrap.invocation("rollout_finish")
 def rollout_finish(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return bootstrap.container().rollout.finish_step(FinishTask.from_json(event)).to_json()

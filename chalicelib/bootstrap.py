@@ -20,9 +20,11 @@ from .adapters import dynamo
 from .adapters.aws import Executions, Fleet, HostCommands
 from .adapters.hostlogs import CommandLogs
 from .adapters.metrics import DeployMetricsPublisher
+from .adapters.observability import invocation, request_scope
 from .adapters.secrets import ApiTokens, WebhookSecrets
 from .config import load_pipeline
 from .domain.pipeline import PipelineConfig
+from .services.audit import AuditQueries, ObservedDeploys, Observer
 from .services.deploys import DeployService
 from .services.environments import EnvironmentService
 from .services.hostlog import HostLogService
@@ -34,6 +36,8 @@ from .settings import Settings
 if TYPE_CHECKING:
     from .services.notify import Notifier
     from .services.webhooks import WebhookService
+
+__all__ = ["Container", "container", "invocation", "request_scope", "running"]
 
 # Imported where first used, not here: a function only pays for what it runs (the rollout
 # tasks never load the webhook parsers, Powertools idempotency or the SCM clients).
@@ -55,8 +59,21 @@ class Container:
         return load_pipeline(self.settings.pipeline_config)
 
     @cached_property
-    def deploy_repository(self) -> dynamo.DeployRepository:
-        return dynamo.DeployRepository()
+    def deploy_repository(self) -> ObservedDeploys:
+        """The deploy records, every status change logged and audited on its way through."""
+        return ObservedDeploys(dynamo.DeployRepository(), self.observer)
+
+    @cached_property
+    def audit_trail(self) -> dynamo.AuditRepository:
+        return dynamo.AuditRepository()
+
+    @cached_property
+    def observer(self) -> Observer:
+        return Observer(self.audit_trail)
+
+    @cached_property
+    def audit(self) -> AuditQueries:
+        return AuditQueries(self.pipeline, self.audit_trail)
 
     @cached_property
     def host_results(self) -> dynamo.HostResultRepository:
@@ -153,6 +170,7 @@ class Container:
             deploys=self.deploys,
             heads=dynamo.BranchHeadRepository(),
             allow_github_sha1=s.allow_github_sha1,
+            observer=self.observer,
         )
 
     @cached_property
@@ -202,6 +220,7 @@ def bind_tables(settings: Settings) -> None:
             dynamo.EnvironmentModel: settings.environments_table,
             # branch heads are items of the environments table (see dynamo.BranchHeadModel)
             dynamo.BranchHeadModel: settings.environments_table,
+            dynamo.AuditModel: settings.audit_table,
         },
         settings.region,
     )

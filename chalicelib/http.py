@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -30,6 +31,7 @@ from .webhooks import WebhookError
 JSON = "application/json"
 DEPLOY_ID_RE = re.compile(r"^d-[0-9]{8}t[0-9]{6}-[0-9a-f]{8}$")
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("roadie.http")
 
 
 class HttpError(Exception):
@@ -81,10 +83,11 @@ def translate_errors(view: F) -> F:
         except WebhookError as exc:
             return error_response(exc.status, exc.code, str(exc))
         except RoadieError as exc:
-            for kind, status in _STATUS_FOR:
-                if isinstance(exc, kind):
-                    return error_response(status, exc.code, str(exc))
-            return error_response(500, exc.code, str(exc))
+            status = next((s for kind, s in _STATUS_FOR if isinstance(exc, kind)), 500)
+            if status >= 500:
+                # our side failed (a bad config, AWS unavailable): the stack says where
+                log.error("%s answered %s: %s", exc.code, status, exc, exc_info=exc)
+            return error_response(status, exc.code, str(exc))
 
     return wrapper  # type: ignore[return-value]
 

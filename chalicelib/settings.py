@@ -20,6 +20,7 @@ class Settings:
     hosts_table: str
     environments_table: str
     idempotency_table: str
+    audit_table: str
     state_machine_arn: str
     ssm_document: str
     api_tokens_param: str
@@ -47,6 +48,7 @@ class Settings:
             hosts_table=env.get("ROADIE_HOSTS_TABLE", f"{prefix}-deploy-hosts"),
             environments_table=env.get("ROADIE_ENVIRONMENTS_TABLE", f"{prefix}-environments"),
             idempotency_table=env.get("ROADIE_IDEMPOTENCY_TABLE", f"{prefix}-idempotency"),
+            audit_table=env.get("ROADIE_AUDIT_TABLE", f"{prefix}-audit"),
             state_machine_arn=env.get("ROADIE_STATE_MACHINE_ARN", ""),
             ssm_document=env.get("ROADIE_SSM_DOCUMENT", "Roadie-Deploy"),
             api_tokens_param=env.get("ROADIE_API_TOKENS_PARAM", f"/{prefix}/api-tokens"),

@@ -146,7 +146,10 @@ class LocalStack:
                 "ROADIE_HOSTS_DIR": str(o.hosts_dir),
                 "POWERTOOLS_METRICS_DISABLED": "true",
                 "POWERTOOLS_SERVICE_NAME": "roadie",
-                "POWERTOOLS_LOG_LEVEL": "WARNING",
+                # quiet by default; POWERTOOLS_LOG_LEVEL=INFO shows every status change
+                "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+                # no X-Ray daemon here: the template's Tracer is a no-op locally
+                "POWERTOOLS_TRACE_DISABLED": "true",
             }
         )
 

@@ -42,12 +42,15 @@ ROLE_POLICY_LIMIT = 10_240
 REQUIRED_HOST_TAGS = ("App", "Environment")
 SECRETSMANAGER_PREFIX = "secretsmanager:"
 
-DEPLOYS, HOSTS, ENVIRONMENTS, IDEMPOTENCY = (
+DEPLOYS, HOSTS, ENVIRONMENTS, IDEMPOTENCY, AUDIT = (
     "DeploysTable",
     "HostsTable",
     "EnvironmentsTable",
     "IdempotencyTable",
+    "AuditTable",
 )
+# services.audit: every function that changes a deploy or an environment appends its events
+_AUDIT_EVENTS = ("dynamodb:PutItem",)
 
 
 def arn(service: str, resource: str) -> dict[str, str]:
@@ -109,6 +112,7 @@ ACCESS: dict[str, Access] = {
                 "dynamodb:UpdateItem",
                 "dynamodb:DeleteItem",
             ),
+            AUDIT: (*_AUDIT_EVENTS, "dynamodb:Query"),  # GET /audit: AuditRepository.page
         },
         query_indexes_of=(DEPLOYS,),  # GET /deploys, rollback's previous good deploy
         read_api_secrets=True,
@@ -127,6 +131,7 @@ ACCESS: dict[str, Access] = {
             DEPLOYS: _DEPLOY_RECORDS,
             ENVIRONMENTS: _ENVIRONMENT_LOCKS,  # DeployService.renew
             HOSTS: ("dynamodb:BatchWriteItem",),  # HostResultRepository.put_many
+            AUDIT: _AUDIT_EVENTS,
         },
         send_commands=True,  # HostCommands.run
     ),
@@ -136,16 +141,21 @@ ACCESS: dict[str, Access] = {
             DEPLOYS: _DEPLOY_RECORDS,
             ENVIRONMENTS: _ENVIRONMENT_LOCKS,
             HOSTS: ("dynamodb:BatchWriteItem",),
+            AUDIT: _AUDIT_EVENTS,
         },
         read_commands=True,  # HostCommands.is_finished / .invocation
         cancel_commands=True,  # a cancelled deploy's step still running: HostCommands.cancel
     ),
     # RolloutService.recover: reads the deploy and records the error's cause.
-    "RolloutRecover": Access(tables={DEPLOYS: _DEPLOY_RECORDS}),
+    "RolloutRecover": Access(tables={DEPLOYS: _DEPLOY_RECORDS, AUDIT: _AUDIT_EVENTS}),
     # RolloutService.finish: close the record, DeployService.end (release) and launch the
     # queued deploy it promotes (plan against the fleet, start its execution).
     "RolloutFinish": Access(
-        tables={DEPLOYS: _DEPLOY_RECORDS, ENVIRONMENTS: _ENVIRONMENT_LOCKS},
+        tables={
+            DEPLOYS: _DEPLOY_RECORDS,
+            ENVIRONMENTS: _ENVIRONMENT_LOCKS,
+            AUDIT: _AUDIT_EVENTS,
+        },
         start_executions=True,
         find_hosts=True,
         resolve_refs=True,
@@ -157,6 +167,7 @@ ACCESS: dict[str, Access] = {
         tables={
             DEPLOYS: _DEPLOY_RECORDS,
             ENVIRONMENTS: (*_ENVIRONMENT_LOCKS, "dynamodb:Scan"),  # locked_environments
+            AUDIT: _AUDIT_EVENTS,
         },
         start_executions=True,
         describe_executions=True,
@@ -336,7 +347,9 @@ def function_statements(
             "WriteOnlyItsOwnLogGroup",
             ["logs:CreateLogStream", "logs:PutLogEvents"],
             arn("logs", f"log-group:/aws/lambda/{function_name}:*"),
-        )
+        ),
+        # Tracing: Active (Powertools Tracer): the X-Ray daemon's calls take only "*"
+        _star("XRayTraces", ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]),
     ]
     for table_id, actions in access.tables.items():
         statements.append(

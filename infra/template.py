@@ -183,6 +183,9 @@ def names(stage: str = "dev") -> Names:
             staged.environments_table,
             dynamo.EnvironmentModel,
         ),
+        dynamo.AuditModel: Table(
+            "AuditTable", "ROADIE_AUDIT_TABLE", staged.audit_table, dynamo.AuditModel
+        ),
     }
     missing = [model.__name__ for model in dynamo.MODELS if model not in by_model]
     if missing:
@@ -525,6 +528,8 @@ def _functions(n: Names, pipeline: PipelineConfig) -> dict[str, Any]:
                 "MemorySize": sizing.memory,
                 "LoggingConfig": {"LogGroup": {"Ref": log_group}},
                 "Environment": {"Variables": env},
+                # Powertools Tracer: the handler and every AWS client call as X-Ray segments
+                "Tracing": "Active",
             }
         }
         role = role_logical_id(function)

@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.parameters.exceptions import (
 )
 
 from ..domain.errors import UnavailableError
+from .observability import keep_secret
 
 
 class SecretsError(UnavailableError):
@@ -80,6 +81,7 @@ class WebhookSecrets:
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise SecretsError(f"webhook secret parameter {name} must be a JSON list of strings")
+        keep_secret(*value)
         return [v for v in value if v]
 
 
@@ -115,4 +117,5 @@ class ScmTokens:
             raise SecretsError(f"SCM token {reference} is empty or not a single printable word")
         if token.startswith(("{", "[")):
             raise SecretsError(f"SCM token {reference} must hold the token itself, not JSON")
+        keep_secret(token)
         return token

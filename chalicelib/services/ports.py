@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
+from ..domain.audit import AuditEvent
 from ..domain.environment import EnvironmentState
 from ..domain.fleet import HostRelease
 from ..domain.hostlog import LogChunk
@@ -172,4 +173,22 @@ class BranchHeads(Protocol):
 
     def head(self, key: str) -> str | None:
         """The recorded head SHA of ``key`` (a consistent read), or None if none is."""
+        ...
+
+
+class AuditLog(Protocol):
+    """The audit trail: every action on an app's environment, newest first."""
+
+    def append(self, event: AuditEvent) -> None: ...
+    def page(
+        self,
+        app: str,
+        environment: str,
+        *,
+        since: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[AuditEvent], str | None]:
+        """Events at or after ``since`` (ISO-8601), newest first; ``cursor`` is the opaque
+        token a previous page returned for the same query (``InvalidCursorError`` if not)."""
         ...

@@ -61,11 +61,14 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..config import AppConfig, EnvironmentConfig, PipelineConfig
+from ..domain import correlation
+from ..domain.errors import RoadieError
 from ..domain.model import Requester
 from ..domain.webhook_outcome import OutcomeKind, WebhookOutcome
 from ..webhooks import (
@@ -77,12 +80,14 @@ from ..webhooks import (
     PayloadTooLargeError,
     PushEvent,
     UnknownProviderError,
+    WebhookError,
     WebhookEvent,
     parse,
     verify_bitbucket,
     verify_github,
     verify_gitlab,
 )
+from .audit import Observer
 from .deploys import DeployService
 from .ports import BranchHeads, DeliveryLog, SecretSource
 
@@ -126,9 +131,39 @@ class WebhookService:
     deploys: DeployService
     heads: BranchHeads
     allow_github_sha1: bool = False
+    observer: Observer | None = None  # None: decisions are logged, not audited
 
     def receive(
         self, provider: str, body: bytes, headers: Mapping[str, str], lambda_context: Any = None
+    ) -> WebhookOutcome:
+        try:
+            outcome = self._receive(provider, body, headers, lambda_context)
+        except (WebhookError, RoadieError) as exc:
+            status = getattr(exc, "status", None)
+            log.warning(
+                "%s webhook refused (%s): %s",
+                provider,
+                status or exc.code,
+                exc,
+                extra={"decision": "rejected", "http_status": status, "reason": exc.code},
+            )
+            raise
+        body_out = outcome.body
+        log.info(
+            "%s webhook %s: %s",
+            provider,
+            outcome.kind.value,
+            body_out.get("deploy_id") or body_out.get("reason", ""),
+            extra={
+                "decision": outcome.kind.value,
+                "webhook_deploy_id": body_out.get("deploy_id"),
+                "reason": body_out.get("reason"),
+            },
+        )
+        return outcome
+
+    def _receive(
+        self, provider: str, body: bytes, headers: Mapping[str, str], lambda_context: Any
     ) -> WebhookOutcome:
         if provider not in PROVIDERS:
             raise UnknownProviderError(f"unknown webhook provider {provider!r}")
@@ -136,12 +171,36 @@ class WebhookService:
             raise PayloadTooLargeError(f"body is over the {MAX_BODY_BYTES}-byte limit")
         self._authenticate(provider, body, headers)
         event = parse(provider, body, headers)
+        correlation.bind(delivery_id=event.delivery_id)
         key = f"{provider}:{event.delivery_id}"
         digest = hashlib.sha256(body).hexdigest()
-        stored = self.deliveries.once(
-            key, digest, lambda: self._act(event).to_json(), lambda_context
-        )
+        stored = self.deliveries.once(key, digest, lambda: self._decide(event), lambda_context)
         return WebhookOutcome.from_json(stored)
+
+    def _decide(self, event: WebhookEvent) -> dict[str, Any]:
+        """Act on a delivery seen for the first time, and audit the decision per
+        environment it concerns (a delivery that names none, like a ping, is only logged)."""
+        outcome = self._act(event)
+        if self.observer is not None:
+            body = outcome.body
+            source = "ci" if isinstance(event, CIEvent) else "push"
+            principal = getattr(event, "pusher", "") or event.provider
+            entries = body.get("deploys") or body.get("environments") or []
+            for entry in entries:
+                deployed = "deploy_id" in entry
+                self.observer.record(
+                    app=str(entry["app"]),
+                    environment=str(entry["environment"]),
+                    action="webhook.accepted" if deployed else "webhook.ignored",
+                    principal=principal,
+                    source=source,
+                    deploy_id=entry.get("deploy_id"),
+                    delivery_id=event.delivery_id,
+                    provider=event.provider,
+                    reason=entry.get("skipped"),
+                    existing=entry.get("existing"),
+                )
+        return outcome.to_json()
 
     def _authenticate(self, provider: str, body: bytes, headers: Mapping[str, str]) -> None:
         secrets = self.secrets.active(provider)
@@ -287,6 +346,9 @@ class WebhookService:
             "status": deploy.status.value,
             "existing": not created,
         }
+
+
+log = logging.getLogger("roadie.webhooks")
 
 
 def _short(sha: str) -> str:

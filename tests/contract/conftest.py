@@ -20,6 +20,7 @@ TABLES = {
     "HostResultModel": "contract-deploy-hosts",
     "EnvironmentModel": "contract-environments",
     "BranchHeadModel": "contract-environments",  # heads live in the environments table
+    "AuditModel": "contract-audit",
 }
 
 

@@ -325,6 +325,7 @@ def test_every_physical_name_follows_the_stage() -> None:
         "roadie-prod-deploys",
         "roadie-prod-deploy-hosts",
         "roadie-prod-environments",
+        "roadie-prod-audit",
         "roadie-prod-idempotency",
     ]
     assert (n.state_machine, n.document, n.dashboard, n.api) == (
