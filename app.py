@@ -27,6 +27,7 @@ from chalicelib.http import (
     json_object,
     json_response,
     query_values,
+    required,
     translate_errors,
     uniform_error,
     webhook_response,
@@ -35,6 +36,7 @@ from chalicelib.http import (
 
 app = Chalice(app_name="roadie", configure_logs=False)
 LIST_QUERY = ("app", "environment", "status", "limit", "cursor")
+DORA_QUERY = ("app", "environment", "days")
 
 
 def _request() -> Request:
@@ -185,6 +187,15 @@ def get_deploy(requester: Requester, deploy_id: str) -> Any:
         return error_response(404, "not_found", f"no deploy {deploy_id!r}")
     deploy, results = bootstrap.container().deploys.get(deploy_id)
     return json_response(200, deploy_detail(deploy, results))
+
+
+@api_route("/metrics/dora", methods=["GET"], query=DORA_QUERY)
+def dora_metrics(requester: Requester) -> Any:
+    query = query_values(_request().query_params, DORA_QUERY)
+    app_name, environment = required(query, "app"), required(query, "environment")
+    days = whole_number(query.get("days", "30"), "days", 1, 365)
+    report = bootstrap.container().deploys.dora(app_name, environment, days)
+    return json_response(200, report.to_json())
 
 
 def _webhook(provider: str) -> Any:

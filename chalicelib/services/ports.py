@@ -30,6 +30,10 @@ class DeployStore(Protocol):
         limit: int = 25,
         cursor: str | None = None,
     ) -> tuple[list[Deploy], str | None]: ...
+    def window(self, app: str, environment: str, since: str) -> Sequence[Deploy]:
+        """Every deploy of ``app``/``environment`` created at or after ``since`` (UTC ISO
+        text, as ``created_at``), oldest first; reads only those records (an index range)."""
+        ...
 
 
 class HostResultStore(Protocol):
