@@ -15,7 +15,7 @@ from typing import Any
 
 from ..domain import dora, lifecycle
 from ..domain.environment import AdmissionKind, EnvironmentState
-from ..domain.errors import ConflictError, UnknownShaError, ValidationError
+from ..domain.errors import ConflictError, RoadieError, UnknownShaError, ValidationError
 from ..domain.model import Deploy, DeployStatus, HostCommand, HostResult, Requester, is_sha
 from ..domain.pipeline import AppConfig, PipelineConfig
 from .clock import iso, utcnow
@@ -117,6 +117,8 @@ class DeployService:
             raise ValidationError(f"reason is longer than {MAX_REASON} characters")
         sha = self._resolve(app_config, sha, ref, sha_known=sha_known)
         plan = self.launcher.plan(env_config)  # fail fast (409) when the fleet cannot be planned
+        if commit_at is None:
+            commit_at = self._commit_time(app_config, sha)
         committed = dora.parse_time(commit_at)
         commit_time = iso(committed) if committed is not None else None
 
@@ -282,6 +284,13 @@ class DeployService:
         if not ref:
             raise ValidationError("give either sha or ref")
         return self.refs.resolve(app, ref)
+
+    def _commit_time(self, app: AppConfig, sha: str) -> str | None:
+        """The source's time of ``sha`` for DORA's lead time; never a reason to refuse."""
+        try:
+            return self.refs.commit_time(app, sha)
+        except RoadieError:
+            return None
 
     def get(self, deploy_id: str) -> tuple[Deploy, list[HostResult]]:
         deploy = self.deploys.get(deploy_id)

@@ -80,6 +80,10 @@ class RefResolver(Protocol):
         source cannot be asked (an s3 artifact store, a remote git URL)."""
         ...
 
+    def commit_time(self, app: AppConfig, sha: str) -> str | None:
+        """When ``sha`` was committed (ISO 8601), where the source can tell; else None."""
+        ...
+
 
 class Lease(Protocol):
     """A rollout's hold on its environment (``EnvironmentService``)."""

@@ -354,12 +354,16 @@ class FakeRefs:
         self.unknown_commits = unknown_commits
         self.asked: list[tuple[str, str]] = []  # (app name, ref)
         self.looked_up: list[tuple[str, str]] = []  # (app name, sha)
+        self.commit_times: dict[str, str] = {}  # sha -> the source's commit time
 
     def commit_exists(self, app: AppConfig, sha: str) -> bool | None:
         self.looked_up.append((app.name, sha))
         if self.unknown_commits:
             return None
         return self.commits is None or sha in self.commits or sha in self.refs.values()
+
+    def commit_time(self, app: AppConfig, sha: str) -> str | None:
+        return self.commit_times.get(sha)
 
     def resolve(self, app: AppConfig, ref: str) -> str:
         self.asked.append((app.name, ref))

@@ -97,3 +97,12 @@ def test_days_out_of_range_are_invalid(days: int) -> None:
     service, _ = make()
     with pytest.raises(ValidationError):
         service.dora("shop", "production", days)
+
+
+def test_an_api_deploy_records_the_commit_time_its_source_tells() -> None:
+    service, _ = make()
+    service.refs.commit_times[A] = "2024-05-01T13:00:00+02:00"  # type: ignore[attr-defined]
+    deploy, _ = service.request(app="shop", environment="production", requester=ANN, sha=A)
+    assert deploy.commit_at == "2024-05-01T11:00:00.000Z"
+    other, _ = service.request(app="shop", environment="production", requester=ANN, sha=B)
+    assert other.commit_at is None  # the source could not tell: no lead time, nothing refused
