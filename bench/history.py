@@ -58,8 +58,8 @@ class Reads:
     scanned: int = 0
     returned: int = 0
     moto_capacity: float = 0.0
-    est_rcu: float = 0.0
     bytes_returned: int = 0
+    pages: list[int] = field(default_factory=list)  # ScannedCount of each page
 
     def record(self, operation: str, answer: Mapping[str, Any]) -> None:
         self.calls.append(operation)
@@ -69,12 +69,14 @@ class Reads:
         self.moto_capacity += float(consumed.get("CapacityUnits", 0.0))
         items = answer.get("Items", [])
         self.bytes_returned += sum(item_size(item) for item in items)
-        scanned = int(answer.get("ScannedCount", 0))
-        # DynamoDB charges for what it read; a filter's dropped items are estimated at the
-        # mean size of those returned so far
-        mean = self.bytes_returned / self.returned if self.returned else 0
-        page_bytes = math.ceil(scanned * mean)
-        self.est_rcu += 0.5 * max(1, math.ceil(page_bytes / 4096))
+        self.pages.append(int(answer.get("ScannedCount", 0)))
+
+    @property
+    def est_rcu(self) -> float:
+        """DynamoDB's charge for what each page read: 0.5 RCU per 4 KB, rounded up per page,
+        at least 0.5; items a filter dropped are counted at the returned items' mean size."""
+        mean = self.bytes_returned / self.returned if self.returned else 0.0
+        return sum(0.5 * max(1, math.ceil(scanned * mean / 4096)) for scanned in self.pages)
 
 
 def item_size(value: Any, name: str = "") -> int:
