@@ -6,7 +6,8 @@ The rules, exactly (README "DORA metrics"):
   per day of the window.
 - **Lead time for changes**: for each ``succeeded`` deploy, from its head commit's time
   (``commit_at``) to its ``finished_at``; the median. Deploys whose commit time is unknown are
-  left out of the median and counted (``lead_time_unknown``).
+  left out of the median and counted (``lead_time_unknown``), and so are rollbacks (a deploy
+  with ``rollback_of``: it restores an old commit, it ships no change; ``lead_time_rollbacks``).
 - **Change failure rate**: failures over changes. A *change* is a deploy that reached an
   outcome about the release it carried: ``succeeded``, ``failed``, ``timed_out``,
   ``rolled_back`` or ``diverged``. A *failure* is one that ended ``failed``, ``timed_out``,
@@ -90,6 +91,7 @@ class DoraReport:
     unfinished: int
     lead_times: tuple[float, ...]
     lead_time_unknown: int
+    lead_time_rollbacks: int = 0
     incidents: tuple[Incident, ...] = field(default=())
 
     @property
@@ -131,6 +133,7 @@ class DoraReport:
                 "median_seconds": rounded(self.median_lead_time_seconds),
                 "measured": len(self.lead_times),
                 "unknown_commit_time": self.lead_time_unknown,
+                "rollbacks": self.lead_time_rollbacks,
             },
             "change_failure_rate": {
                 "rate": rounded(self.change_failure_rate, 4),
@@ -193,7 +196,7 @@ def compute(
     rolled_back_later = {d.rollback_of for d in mine if d.rollback_of}
     failures: list[Deploy] = []
     excluded: dict[str, int] = {}
-    changes = successful = unfinished = unknown = 0
+    changes = successful = unfinished = unknown = rollbacks = 0
     lead_times: list[float] = []
     for deploy in mine:
         status = deploy.status
@@ -208,6 +211,9 @@ def compute(
             failures.append(deploy)
         if status is S.SUCCEEDED:
             successful += 1
+            if deploy.rollback_of:
+                rollbacks += 1  # an old commit restored: no change's lead time
+                continue
             committed = parse_time(deploy.commit_at)
             finished = parse_time(deploy.finished_at)
             if committed is None or finished is None:
@@ -228,6 +234,7 @@ def compute(
         unfinished=unfinished,
         lead_times=tuple(lead_times),
         lead_time_unknown=unknown,
+        lead_time_rollbacks=rollbacks,
         incidents=_incidents(mine, {d.deploy_id for d in failures}),
     )
 

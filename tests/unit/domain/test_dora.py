@@ -74,15 +74,18 @@ def test_lead_time_is_the_median_from_commit_to_success_and_unknown_commits_are_
             record("d-3", S.SUCCEEDED, created=6, took=1, commit=30),  # 25 h
             record("d-4", S.SUCCEEDED, created=4),  # no commit time
             record("d-5", S.FAILED, created=3, commit=5),  # not a success: no lead time
+            record("d-6", S.SUCCEEDED, created=2, commit=500, rollback_of="d-5"),  # no change
         ]
     )
     assert report.lead_times == (3 * 3600.0, 3600.0, 25 * 3600.0)
     assert report.median_lead_time_seconds == 3 * 3600.0
-    assert report.lead_time_unknown == 1
+    assert (report.lead_time_unknown, report.lead_time_rollbacks) == (1, 1)
+    assert report.successful == 5
     assert report.to_json()["lead_time"] == {
         "median_seconds": 10800.0,
         "measured": 3,
         "unknown_commit_time": 1,
+        "rollbacks": 1,
     }
 
 

@@ -36,7 +36,12 @@ def test_a_pushed_commit_time_is_recorded_in_utc_and_gives_the_lead_time() -> No
     assert deploy.commit_at == "2024-05-01T11:30:00.000Z"
     end(service, deploy.deploy_id, DeployStatus.SUCCEEDED, iso(clock.advance(1800)))
     body = service.dora("shop", "production").to_json()
-    assert body["lead_time"] == {"median_seconds": 3600.0, "measured": 1, "unknown_commit_time": 0}
+    assert body["lead_time"] == {
+        "median_seconds": 3600.0,
+        "measured": 1,
+        "unknown_commit_time": 0,
+        "rollbacks": 0,
+    }
     assert body["deployment_frequency"]["successful_deploys"] == 1
 
 
