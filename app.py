@@ -27,6 +27,7 @@ from chalicelib.http import (
     json_object,
     json_response,
     query_values,
+    required,
     translate_errors,
     uniform_error,
     webhook_response,
@@ -37,6 +38,7 @@ app = Chalice(app_name="roadie", configure_logs=False)
 LIST_QUERY = ("app", "environment", "status", "limit", "cursor")
 LOG_QUERY = ("host", "phase", "cursor", "limit")
 AUDIT_QUERY = ("app", "environment", "since", "limit", "cursor")
+DORA_QUERY = ("app", "environment", "days")
 
 
 def _request() -> Request:
@@ -227,6 +229,15 @@ def audit_trail(requester: Requester) -> Any:
         cursor=query.get("cursor"),
     )
     return json_response(200, {"events": [e.to_json() for e in events], "next_cursor": cursor})
+
+
+@api_route("/metrics/dora", methods=["GET"], query=DORA_QUERY)
+def dora_metrics(requester: Requester) -> Any:
+    query = query_values(_request().query_params, DORA_QUERY)
+    app_name, environment = required(query, "app"), required(query, "environment")
+    days = whole_number(query.get("days", "30"), "days", 1, 365)
+    report = bootstrap.container().deploys.dora(app_name, environment, days)
+    return json_response(200, report.to_json())
 
 
 def _webhook(provider: str) -> Any:

@@ -179,6 +179,14 @@ def query_values(request_params: Any, allowed: tuple[str, ...]) -> dict[str, str
     return out
 
 
+def required(query: Mapping[str, str], name: str) -> str:
+    """A query parameter the route cannot do without: absent or empty is a 400."""
+    value = query.get(name, "")
+    if not value:
+        raise HttpError(400, "bad_request", f"query parameter {name!r} is required")
+    return value
+
+
 _ASCII_DIGITS = re.compile(r"[0-9]{1,6}")
 
 
@@ -261,6 +269,7 @@ def deploy_summary(deploy: Deploy) -> dict[str, Any]:
         "finished_at": deploy.finished_at,
         "force": deploy.force,
         "rollback_of": deploy.rollback_of,
+        "commit_at": deploy.commit_at,
         "superseded_by": deploy.superseded_by,
         "cancel_requested_by": deploy.cancel_requested_by,
         "fleet": deploy.fleet or None,

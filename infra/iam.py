@@ -114,7 +114,7 @@ ACCESS: dict[str, Access] = {
             ),
             AUDIT: (*_AUDIT_EVENTS, "dynamodb:Query"),  # GET /audit: AuditRepository.page
         },
-        query_indexes_of=(DEPLOYS,),  # GET /deploys, rollback's previous good deploy
+        query_indexes_of=(DEPLOYS,),  # GET /deploys, rollback's previous good, /metrics/dora
         read_api_secrets=True,
         start_executions=True,  # request/unfreeze -> launch -> Executions.start
         describe_executions=True,  # request -> _expire: is the crashed holder still running?

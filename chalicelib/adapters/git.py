@@ -20,16 +20,44 @@ class GitRefs:
     def __init__(self, timeout_seconds: float = 20.0) -> None:
         self._timeout = timeout_seconds
 
-    def commit_exists(self, app: AppConfig, sha: str) -> bool | None:
-        """Whether ``sha`` is a commit of a repository on this machine (``git cat-file -e``);
-        None for a remote URL, which cannot be asked about one commit without a clone."""
-        url = app.source.url
-        if not is_sha(sha):
-            raise ValidationError("sha must be 40 lower-case hex characters")
+    def commit_time(self, app: AppConfig, sha: str) -> str | None:
+        """The committer time of ``sha`` (ISO 8601 with its offset) in a repository on this
+        machine (``git show -s --format=%cI``); None for a remote URL, an unknown commit or
+        any failure: a missing commit time never stops a deploy."""
+        path = self._local_path(app.source.url)
+        if path is None or not is_sha(sha):
+            return None
+        try:
+            shown = subprocess.run(
+                ["git", "-C", path, "show", "-s", "--format=%cI", f"{sha}^{{commit}}", "--"],
+                capture_output=True,
+                text=True,
+                timeout=self._timeout,
+                check=False,
+                env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin:/usr/local/bin"},
+            )
+        except (subprocess.SubprocessError, OSError):
+            return None
+        text = shown.stdout.strip()
+        return text if shown.returncode == 0 and text else None
+
+    @staticmethod
+    def _local_path(url: str) -> str | None:
+        """The directory of a repository on this machine, or None for a remote URL."""
         if "://" in url and not url.startswith("file://"):
             return None
         path = url.removeprefix("file://")
         if ":" in path.split("/", 1)[0]:  # scp-like user@host:repo
+            return None
+        return path
+
+    def commit_exists(self, app: AppConfig, sha: str) -> bool | None:
+        """Whether ``sha`` is a commit of a repository on this machine (``git cat-file -e``);
+        None for a remote URL, which cannot be asked about one commit without a clone."""
+        if not is_sha(sha):
+            raise ValidationError("sha must be 40 lower-case hex characters")
+        path = self._local_path(app.source.url)
+        if path is None:
             return None
         try:
             found = subprocess.run(

@@ -23,6 +23,7 @@ MAX_REF_OBJECT = 128  # a SHA and a newline
 class AppRefResolver(Protocol):
     def resolve(self, app: AppConfig, ref: str) -> str: ...
     def commit_exists(self, app: AppConfig, sha: str) -> bool | None: ...
+    def commit_time(self, app: AppConfig, sha: str) -> str | None: ...
 
 
 class S3Refs:
@@ -51,6 +52,10 @@ class S3Refs:
     def commit_exists(self, app: AppConfig, sha: str) -> bool | None:
         """None: an s3 source has no repository to ask, and the functions may read only its
         ref objects (infra/iam.py), not the artifacts; staging fetches ``<sha>.tar.gz``."""
+        return None
+
+    def commit_time(self, app: AppConfig, sha: str) -> str | None:
+        """None: an artifact store keeps no commit times."""
         return None
 
     def _read(self, bucket: str, key: str) -> str | None:
@@ -125,3 +130,6 @@ class Refs:
 
     def commit_exists(self, app: AppConfig, sha: str) -> bool | None:
         return self.for_app(app).commit_exists(app, sha)
+
+    def commit_time(self, app: AppConfig, sha: str) -> str | None:
+        return self.for_app(app).commit_time(app, sha)

@@ -118,6 +118,11 @@ class ApiRefs:
             "(or the repository is not visible with the configured token)"
         )
 
+    def commit_time(self, app: AppConfig, sha: str) -> str | None:
+        """None: not asked of the provider's API (a push or CI delivery carries the head
+        commit's time; an API deploy of an SCM app has no lead time)."""
+        return None
+
     def commit_exists(self, app: AppConfig, sha: str) -> bool:
         """True if ``sha`` (40 hex) is a commit of ``app``'s repository: one GET of the
         provider's commit endpoint; a 404 (GitHub also answers 422) means no such commit."""

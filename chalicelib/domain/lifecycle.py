@@ -61,6 +61,7 @@ def queue(
     trigger: dict[str, Any] | None = None,
     force: bool = False,
     rollback_of: str | None = None,
+    commit_at: str | None = None,
 ) -> Deploy:
     """A new deploy record: ``queued`` until ``start`` (at once when the lock is free)."""
     return Deploy(
@@ -77,6 +78,7 @@ def queue(
         trigger=dict(trigger or {}),
         force=force,
         rollback_of=rollback_of,
+        commit_at=commit_at,
     )
 
 

@@ -161,6 +161,9 @@ class Deploy:
     trigger: dict[str, object] = field(default_factory=dict)
     force: bool = False
     rollback_of: str | None = None
+    # the head commit's time (UTC ISO 8601) where the trigger or the source told it: DORA's
+    # lead time for changes starts there (``domain/dora.py``)
+    commit_at: str | None = None
     superseded_by: str | None = None
     cancel_requested_by: str | None = None
     # a diverged deploy's fleet: hosts off the environment's release, convergence attempts,

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..domain import lifecycle
+from ..domain import dora, lifecycle
 from ..domain.environment import AdmissionKind, EnvironmentState
-from ..domain.errors import ConflictError, UnknownShaError, ValidationError
+from ..domain.errors import ConflictError, RoadieError, UnknownShaError, ValidationError
 from ..domain.model import Deploy, DeployStatus, HostCommand, HostResult, Requester, is_sha
 from ..domain.pipeline import AppConfig, PipelineConfig
 from .clock import iso, utcnow
@@ -103,17 +103,24 @@ class DeployService:
         force: bool = False,
         rollback_of: str | None = None,
         sha_known: bool = False,
+        commit_at: str | None = None,
     ) -> tuple[Deploy, bool]:
         """Record a deploy and start or queue it. Returns (deploy, created): ``created`` is
         False when the same SHA is already deploying or queued there (that deploy is returned).
         A ``sha`` is looked up in the app's repository first (``UnknownShaError`` if it is not
         a commit there) unless ``sha_known``: a signed push reported it, or it deployed before.
+        ``commit_at`` is the head commit's time as the trigger reported it (any ISO 8601 text;
+        recorded in UTC, or left out when it is not a time).
         """
         app_config, env_config = self.pipeline.environment(app, environment)
         if len(reason) > MAX_REASON:
             raise ValidationError(f"reason is longer than {MAX_REASON} characters")
         sha = self._resolve(app_config, sha, ref, sha_known=sha_known)
         plan = self.launcher.plan(env_config)  # fail fast (409) when the fleet cannot be planned
+        if commit_at is None:
+            commit_at = self._commit_time(app_config, sha)
+        committed = dora.parse_time(commit_at)
+        commit_time = iso(committed) if committed is not None else None
 
         def record(now: datetime, run: bool) -> Deploy:
             deploy = lifecycle.queue(
@@ -128,6 +135,7 @@ class DeployService:
                 trigger=trigger,
                 force=force,
                 rollback_of=rollback_of,
+                commit_at=commit_time,
             )
             if run:
                 lifecycle.start(deploy, iso(now))
@@ -218,6 +226,7 @@ class DeployService:
             force=force,
             rollback_of=deploy_id,
             sha_known=True,
+            commit_at=good.commit_at,
         )
 
     def _previous_good(self, target: Deploy) -> Deploy | None:
@@ -235,6 +244,17 @@ class DeployService:
                     return deploy
             if cursor is None:
                 return None
+
+    def dora(self, app: str, environment: str, days: int = 30) -> dora.DoraReport:
+        """DORA's four keys for ``app``/``environment`` over the last ``days`` (1..365), from
+        the records created in that window only (``DeployStore.window``: an index query)."""
+        self.pipeline.environment(app, environment)
+        if not 1 <= days <= dora.MAX_DAYS:
+            raise ValidationError(f"days must be 1..{dora.MAX_DAYS}")
+        now = self.clock()
+        since = iso(dora.window_start(now, days))
+        records = self.deploys.window(app, environment, since)
+        return dora.compute(app, environment, records, now=now, days=days)
 
     def environment_state(self, app: str, environment: str) -> EnvironmentState:
         self.pipeline.environment(app, environment)
@@ -264,6 +284,13 @@ class DeployService:
         if not ref:
             raise ValidationError("give either sha or ref")
         return self.refs.resolve(app, ref)
+
+    def _commit_time(self, app: AppConfig, sha: str) -> str | None:
+        """The source's time of ``sha`` for DORA's lead time; never a reason to refuse."""
+        try:
+            return self.refs.commit_time(app, sha)
+        except RoadieError:
+            return None
 
     def get(self, deploy_id: str) -> tuple[Deploy, list[HostResult]]:
         deploy = self.deploys.get(deploy_id)

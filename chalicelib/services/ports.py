@@ -33,6 +33,10 @@ class DeployStore(Protocol):
         limit: int = 25,
         cursor: str | None = None,
     ) -> tuple[list[Deploy], str | None]: ...
+    def window(self, app: str, environment: str, since: str) -> Sequence[Deploy]:
+        """Every deploy of ``app``/``environment`` created at or after ``since`` (UTC ISO
+        text, as ``created_at``), oldest first; reads only those records (an index range)."""
+        ...
 
 
 class HostResultStore(Protocol):
@@ -87,6 +91,10 @@ class RefResolver(Protocol):
     def commit_exists(self, app: AppConfig, sha: str) -> bool | None:
         """Whether the 40-hex ``sha`` is a commit of ``app``'s repository; None where the
         source cannot be asked (an s3 artifact store, a remote git URL)."""
+        ...
+
+    def commit_time(self, app: AppConfig, sha: str) -> str | None:
+        """When ``sha`` was committed (ISO 8601), where the source can tell; else None."""
         ...
 
 

@@ -338,6 +338,7 @@ class WebhookService:
             reason=_reason(event, head),
             trigger=_trigger(event, base),
             sha_known=True,  # the provider reported it in a delivery we authenticated
+            commit_at=head.timestamp if head is not None and head.sha == sha else None,
         )
         return {
             "app": app.name,

@@ -1,4 +1,7 @@
-"""The DeployStore's listing contract: filters, newest first, cursor paging (fake and moto).
+"""The DeployStore's listing contract: filters, newest first, cursor paging (fake and moto);
+and ``window``, the DORA read: one environment's deploys from a time on, oldest first, reading
+those records only (on moto: one Query of ``by_environment`` whose ScannedCount is the
+window's size, no Scan, no filter, whatever else the table holds).
 
 The deploys are written once per implementation (module scope); every test only reads.
 """
@@ -8,8 +11,10 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import botocore.client
 import pytest
 
 from chalicelib.domain.errors import InvalidCursorError, ValidationError
@@ -17,6 +22,7 @@ from chalicelib.domain.model import Deploy, DeployStatus
 from chalicelib.services.ports import DeployStore
 from tests.contract.conftest import IMPLEMENTATIONS, empty_tables
 from tests.contract.test_deploy_store import create, deploy, make_store
+from tests.unit.services.fakes import FakeDeployStore
 
 # --------------------------------------------------------------------------------------
 
@@ -169,3 +175,54 @@ def test_a_cursor_made_for_one_query_is_refused_by_another(
         assert cursor is not None
         with pytest.raises(InvalidCursorError):
             listed.list(limit=1, cursor=cursor, **other)  # type: ignore[arg-type]
+
+
+# -- window: the DORA read --------------------------------------------------------------------
+
+
+@contextmanager
+def reads() -> Iterator[list[tuple[str, int]]]:
+    """The DynamoDB operations made inside the block, each with its ScannedCount."""
+    seen: list[tuple[str, int]] = []
+    original = botocore.client.BaseClient._make_api_call
+
+    def make_api_call(client: Any, operation: str, params: Any) -> Any:
+        answer = original(client, operation, params)
+        seen.append((operation, int(answer.get("ScannedCount", -1))))
+        return answer
+
+    botocore.client.BaseClient._make_api_call = make_api_call  # type: ignore[method-assign]
+    try:
+        yield seen
+    finally:
+        botocore.client.BaseClient._make_api_call = original  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize(
+    ("since", "expected"),
+    [(at(4), ["d-4", "d-6", "d-7"]), (at(0), ["d-1", "d-4", "d-6", "d-7"]), (at(7), [])],
+)
+def test_the_window_is_that_environment_from_since_on_oldest_first_and_only_it_is_read(
+    listed: DeployStore, since: str, expected: list[str]
+) -> None:
+    reads_before = listed.window_reads if isinstance(listed, FakeDeployStore) else 0
+    with reads() as calls:
+        found = listed.window("shop", "production", since)
+    assert ids(list(found)) == expected
+    if isinstance(listed, FakeDeployStore):
+        assert listed.window_reads - reads_before == len(expected)
+    else:
+        assert [op for op, _ in calls] == ["Query"]  # one page: no Scan, no GetItem
+        assert sum(n for _, n in calls) == len(expected)  # items read: the window only
+
+
+def test_a_deploy_created_at_the_instant_since_names_is_in_the_window(
+    listed: DeployStore,
+) -> None:
+    assert ids(list(listed.window("shop", "staging", at(2)))) == ["d-2"]
+    assert ids(list(listed.window("shop", "staging", at(3)))) == []
+
+
+def test_the_window_reads_back_whole_records(listed: DeployStore) -> None:
+    (found,) = listed.window("blog", "production", at(1))
+    assert found == listed.get("d-3")

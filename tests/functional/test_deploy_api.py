@@ -99,6 +99,19 @@ def test_deploys_a_ref_resolved_to_its_sha_and_runs_each_migration_once(
         )
     assert counts and set(counts.values()) == {1}
 
+    # DORA from these two records: both shipped, each with its commit's time from the source
+    assert record["commit_at"] and record["commit_at"] <= record["finished_at"]
+    answer = client.http.get("/metrics/dora?app=shop&environment=production&days=1", headers=auth())
+    assert answer.status_code == 200, answer.body
+    dora = answer.json_body
+    assert dora["deploys_read"] == 2
+    assert dora["deployment_frequency"] == {"successful_deploys": 2, "per_day": 2.0}
+    assert (dora["lead_time"]["measured"], dora["lead_time"]["unknown_commit_time"]) == (2, 0)
+    assert dora["lead_time"]["median_seconds"] > 0
+    assert dora["change_failure_rate"]["rate"] == 0.0
+    assert dora["time_to_restore"]["incidents"] == []
+    dora_refuses_bad_queries_with_the_one_error_shape(client)  # here: a test resets the stack
+
 
 def test_a_host_failing_its_switch_rolls_the_fleet_back_and_records_the_evidence(
     client: Any, fresh_stack: LocalStack
@@ -290,6 +303,29 @@ def test_lists_deploys_newest_first_with_filters_and_a_cursor(
         response = client.http.get(f"/deploys?{query}", headers=auth())
         assert response.status_code == status, (query, response.body)
         assert response.json_body["message"]
+
+
+DORA_REFUSALS = [
+    ("app=shop&environment=production", {}, 401),
+    ("environment=production", None, 400),
+    ("app=shop", None, 400),
+    ("app=shop&environment=production&days=0", None, 400),
+    ("app=shop&environment=production&days=366", None, 400),
+    ("app=shop&environment=production&days=%EF%BC%93", None, 400),  # a full-width 3
+    ("app=shop&environment=production&days=1&days=2", None, 400),
+    ("app=shop&environment=production&since=1", None, 400),
+    ("app=nope&environment=production", None, 404),
+    ("app=shop&environment=qa", None, 404),
+]
+
+
+def dora_refuses_bad_queries_with_the_one_error_shape(client: Any) -> None:
+    for query, headers, status in DORA_REFUSALS:
+        response = client.http.get(
+            f"/metrics/dora?{query}", headers=auth() if headers is None else headers
+        )
+        assert response.status_code == status, (query, response.body)
+        assert set(response.json_body) == {"error", "message"}, query
 
 
 def test_unknown_deploy_ids_are_404(client: Any) -> None:

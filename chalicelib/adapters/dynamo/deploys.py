@@ -7,7 +7,7 @@ import base64
 import binascii
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
@@ -231,6 +231,17 @@ class DeployRepository:
         if next_key and len(deploys) == limit:
             return deploys, _encode_cursor(next_key, filters)
         return deploys, None
+
+    def window(self, app: str, environment: str, since: str) -> Sequence[Deploy]:
+        """The environment's deploys created at or after ``since``, oldest first: one query
+        of ``by_environment`` with ``created_sort >= since`` as its key condition, so DynamoDB
+        reads the window's items and no others (never a scan, never a filter)."""
+        query = DeployModel.by_environment.query(
+            f"{app}#{environment}",
+            DeployModel.created_sort >= since,
+            scan_index_forward=True,
+        )
+        return [_to_domain(item) for item in query]
 
 
 # A cursor is the page's last key and the filters it was made for, so a cursor is only ever

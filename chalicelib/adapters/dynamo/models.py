@@ -75,6 +75,7 @@ class DeployModel(Model):
     trigger = MapAttribute[str, Any](default=dict)
     force = BooleanAttribute(default=False)
     rollback_of = UnicodeAttribute(null=True)
+    commit_at = UnicodeAttribute(null=True)
     superseded_by = UnicodeAttribute(null=True)
     cancel_requested_by = UnicodeAttribute(null=True)
     fleet = MapAttribute[str, Any](default=dict)

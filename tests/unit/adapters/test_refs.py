@@ -237,3 +237,20 @@ def test_a_local_git_source_answers_whether_a_sha_is_a_commit(tmp_path: Any) -> 
 
 def test_an_s3_source_cannot_tell_and_refs_ask_the_apps_resolver() -> None:
     assert S3Refs(lambda: None).commit_exists(app("s3", "s3://artifacts"), SHA) is None
+
+
+def test_a_local_git_source_tells_a_commits_time_and_nothing_else_fails(tmp_path: Any) -> None:
+    from chalicelib.adapters.git import GitRefs
+
+    _git(tmp_path, "init", "-q", "-b", "main")
+    (tmp_path / "f").write_text("x")
+    _git(tmp_path, "add", "f")
+    _git(tmp_path, "-c", "core.hooksPath=/dev/null", "commit", "-q", "-m", "one")
+    commit = _git(tmp_path, "rev-parse", "HEAD")
+    expected = _git(tmp_path, "show", "-s", "--format=%cI", "HEAD")
+    refs = GitRefs()
+    assert refs.commit_time(app(url=str(tmp_path)), commit) == expected
+    assert refs.commit_time(app(url=str(tmp_path)), "f" * 40) is None  # no such commit
+    assert refs.commit_time(app(url=str(tmp_path / "nowhere")), commit) is None
+    assert refs.commit_time(app(url="https://example.invalid/shop.git"), commit) is None
+    assert S3Refs(lambda: None).commit_time(app("s3", "s3://artifacts"), commit) is None

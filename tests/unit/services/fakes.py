@@ -70,6 +70,7 @@ class FakeDeployStore:
         self.deploys: dict[str, Deploy] = {}
         self.environments: dict[str, EnvironmentState] = {}
         self.environment_writes = 0
+        self.window_reads = 0  # records ``window`` returned (the adapter's items read)
         # Test hooks: a function run once between the read and the write of ``mutate`` (a
         # concurrent writer), and errors ``write_environment`` raises before writing anything.
         self.between_read_and_write: Callable[[], None] | None = None
@@ -127,6 +128,22 @@ class FakeDeployStore:
         page = found[start : start + limit]
         more = start + limit < len(found)
         return [copy.deepcopy(d) for d in page], f"{start + limit}|{query}" if more else None
+
+    def window(self, app: str, environment: str, since: str) -> Sequence[Deploy]:
+        """As the adapter's index range: this environment's deploys from ``since`` on
+        (``created_at#deploy_id`` compared as text, as DynamoDB compares the sort key)."""
+        found = sorted(
+            (
+                d
+                for d in self.deploys.values()
+                if d.app == app
+                and d.environment == environment
+                and f"{d.created_at}#{d.deploy_id}" >= since
+            ),
+            key=lambda d: f"{d.created_at}#{d.deploy_id}",
+        )
+        self.window_reads += len(found)
+        return [copy.deepcopy(d) for d in found]
 
     # -- environments
     def environment(self, app: str, environment: str) -> EnvironmentState:
@@ -338,12 +355,16 @@ class FakeRefs:
         self.unknown_commits = unknown_commits
         self.asked: list[tuple[str, str]] = []  # (app name, ref)
         self.looked_up: list[tuple[str, str]] = []  # (app name, sha)
+        self.commit_times: dict[str, str] = {}  # sha -> the source's commit time
 
     def commit_exists(self, app: AppConfig, sha: str) -> bool | None:
         self.looked_up.append((app.name, sha))
         if self.unknown_commits:
             return None
         return self.commits is None or sha in self.commits or sha in self.refs.values()
+
+    def commit_time(self, app: AppConfig, sha: str) -> str | None:
+        return self.commit_times.get(sha)
 
     def resolve(self, app: AppConfig, ref: str) -> str:
         self.asked.append((app.name, ref))

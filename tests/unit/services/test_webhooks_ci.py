@@ -415,3 +415,10 @@ def test_two_pushes_delivered_in_either_order_leave_the_newest_head_without_a_ti
 def test_a_key_names_provider_repository_in_any_case_and_branch() -> None:
     assert head_key("github", "Acme/Shop", "Main") == "github#acme/shop#Main"
     assert head_key("github", "acme/shop", "main") != head_key("gitlab", "acme/shop", "main")
+
+
+def test_a_push_passes_its_head_commits_time_for_the_lead_time(world: World) -> None:
+    answer = world.push(NEW, OLD, ref="master")  # production deploys master on a push
+    assert answer.kind is OutcomeKind.ACCEPTED, answer
+    (asked,) = world.deploys.requests
+    assert (asked["sha"], asked["commit_at"]) == (NEW, "2018-06-15T13:01:51-07:00")
