@@ -9,6 +9,9 @@ Average: moto computes no percentiles (AWS would also give p50/p99 from the same
 
 from __future__ import annotations
 
+import itertools
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -146,17 +149,41 @@ def fetch_health(
     return series
 
 
-def build_figure(series: list[ReleaseSeries], markers: list[DeployMarker], title: str) -> Any:
-    """The two panels (error rate, latency), one line per release, a marker per deploy."""
+def _with_gaps(
+    times: tuple[datetime, ...], values: tuple[float, ...]
+) -> tuple[list[datetime], list[float]]:
+    """Break the line where a release served nothing for a while (NaN is a gap to matplotlib)."""
+    xs: list[datetime] = []
+    ys: list[float] = []
+    steps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
+    usual = sorted(steps)[len(steps) // 2] if steps else 0.0
+    for index, (when, value) in enumerate(zip(times, values, strict=True)):
+        if index and (when - times[index - 1]).total_seconds() > 2.5 * usual:
+            xs.append(times[index - 1] + (when - times[index - 1]) / 2)
+            ys.append(math.nan)
+        xs.append(when)
+        ys.append(value)
+    return xs, ys
+
+
+def build_figure(
+    series: list[ReleaseSeries],
+    markers: list[DeployMarker],
+    title: str,
+    names: Mapping[str, str] | None = None,
+) -> Any:
+    """The two panels (error rate, latency), one line per release, a marker per deploy;
+    ``names`` labels releases (SHA -> e.g. ``v3``)."""
     from matplotlib.dates import DateFormatter
     from matplotlib.figure import Figure
 
+    names = names or {}
     figure = Figure(figsize=(11, 6.5), dpi=100)
     error_axes, latency_axes = figure.subplots(2, 1, sharex=True)
     for item in series:
-        label = f"release {item.release[:SHORT]}"
-        error_axes.plot(item.timestamps, item.error_rate, marker=".", label=label)
-        latency_axes.plot(item.timestamps, item.latency_ms, marker=".", label=label)
+        label = " ".join(filter(None, (names.get(item.release), item.release[:SHORT])))
+        error_axes.plot(*_with_gaps(item.timestamps, item.error_rate), marker=".", label=label)
+        latency_axes.plot(*_with_gaps(item.timestamps, item.latency_ms), marker=".", label=label)
     error_axes.set_ylabel("5xx error rate (%)")
     error_axes.set_ylim(bottom=0)
     latency_axes.set_ylabel("latency, average (ms)")
@@ -177,19 +204,23 @@ def build_figure(series: list[ReleaseSeries], markers: list[DeployMarker], title
             fontsize=8,
             color=colour,
         )
-    error_axes.legend(loc="upper left", fontsize=8)
+    latency_axes.legend(loc="center left", fontsize=8, title="release", title_fontsize=8)
     error_axes.set_title(title)
     figure.autofmt_xdate()
     return figure
 
 
 def render_dashboard(
-    series: list[ReleaseSeries], markers: list[DeployMarker], path: Path, title: str
+    series: list[ReleaseSeries],
+    markers: list[DeployMarker],
+    path: Path,
+    title: str,
+    names: Mapping[str, str] | None = None,
 ) -> Path:
     """Write the dashboard PNG to ``path`` (its directory is made) and return the path."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    figure = build_figure(series, markers, title)
+    figure = build_figure(series, markers, title, names)
     FigureCanvasAgg(figure)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, format="png")

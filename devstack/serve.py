@@ -93,6 +93,9 @@ def serve(stack: LocalStack, stopper: Stopper, reconcile_seconds: float) -> None
     print(f"  sample app repo: {repo.path} (main={repo.v2}, staging={repo.staging})")
     for env_key, hosts in stack.provisioned.hosts.items():
         print(f"  hosts {env_key}: " + ", ".join(f"{h['name']}={h['instance_id']}" for h in hosts))
+    if stack.start_traffic() is not None:
+        rate = stack.options.traffic_rate
+        print(f"  traffic: {rate:g} requests/s to each host's current release (ROADIE_TRAFFIC)")
     print(f"Roadie API ready on {url} (moto on {stack.endpoint}); Ctrl-C to stop", flush=True)
     # AWS runs the reconcile Lambda every minute (EventBridge); the local stack every 10 s
     # (ROADIE_RECONCILE_SECONDS)

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -108,7 +108,8 @@ class HealthRecorder:
 
 def _datums(dims: Dimensions, second: datetime, bucket: _Bucket) -> list[dict[str, Any]]:
     dimensions = [{"Name": name, "Value": value} for name, value in dims]
-    common = {"Dimensions": dimensions, "Timestamp": second}
+    # high-resolution metrics: 1-second data, as the generator buckets it
+    common = {"Dimensions": dimensions, "Timestamp": second, "StorageResolution": 1}
     datums: list[dict[str, Any]] = [
         {**common, "MetricName": REQUESTS, "Value": float(bucket.requests), "Unit": "Count"},
         {**common, "MetricName": ERRORS, "Value": float(bucket.errors), "Unit": "Count"},
@@ -182,6 +183,8 @@ class TrafficGenerator:
         rate: float = 4.0,
         flush_seconds: float = 1.0,
         duration: float | None = None,
+        housekeeping: Callable[[], object] | None = None,
+        housekeeping_seconds: float = 60.0,
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
@@ -190,6 +193,8 @@ class TrafficGenerator:
         self.rate = min(rate, MAX_RATE)
         self.flush_seconds = flush_seconds
         self.duration = duration
+        self.housekeeping = housekeeping  # e.g. drop old datapoints from moto (make serve)
+        self.housekeeping_seconds = housekeeping_seconds
         self.handlers = ReleaseHandlers()
         self.sent = 0
         self._stop = threading.Event()
@@ -239,11 +244,18 @@ class TrafficGenerator:
             self._stop.wait(max(0.0, next_at - time.monotonic()))
 
     def _flush_loop(self) -> None:
+        last_housekeeping = time.monotonic()
         while not self._stop.wait(self.flush_seconds):
             try:
                 self.recorder.flush()
             except Exception as exc:  # a failed flush must not end the traffic; report it
                 print(f"traffic: PutMetricData failed: {exc}", flush=True)
+            if (
+                self.housekeeping
+                and time.monotonic() - last_housekeeping > self.housekeeping_seconds
+            ):
+                last_housekeeping = time.monotonic()
+                self.housekeeping()
 
 
 def targets_for(
@@ -254,3 +266,24 @@ def targets_for(
         HostTarget(app, environment, host["instance_id"], hosts_dir / host["instance_id"] / app)
         for host in hosts
     ]
+
+
+def prune_moto_metric_data(keep_seconds: float) -> int:
+    """Drop the in-process moto's CloudWatch datapoints older than ``keep_seconds`` (CloudWatch
+    keeps 1-second data for 3 hours): a long ``make serve`` would otherwise grow moto's memory
+    without bound. Returns how many were dropped."""
+    from moto.cloudwatch.models import cloudwatch_backends
+
+    cutoff = datetime.now(UTC) - timedelta(seconds=keep_seconds)
+    naive_cutoff = cutoff.replace(tzinfo=None)  # moto keeps some timestamps naive (UTC)
+    dropped = 0
+    for regions in cloudwatch_backends.values():
+        for backend in regions.values():
+            kept = [
+                md
+                for md in backend.metric_data
+                if md.timestamp >= (naive_cutoff if md.timestamp.tzinfo is None else cutoff)
+            ]
+            dropped += len(backend.metric_data) - len(kept)
+            backend.metric_data = kept
+    return dropped

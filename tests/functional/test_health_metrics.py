@@ -17,6 +17,7 @@ from devstack.traffic import (
     HealthRecorder,
     HostTarget,
     Outcome,
+    prune_moto_metric_data,
 )
 
 REGION = "us-east-1"
@@ -168,7 +169,7 @@ def test_the_dashboard_png_shows_each_release_and_a_marker_per_deploy(
     series = fetch_health(
         cloudwatch, "shop", "production", T0 - timedelta(minutes=1), T0 + timedelta(minutes=1)
     )
-    figure = build_figure(series, markers, "shop/production")
+    figure = build_figure(series, markers, "shop/production", {V2: "v2", V3: "v3"})
     path = render_dashboard(series, markers, tmp_path / "out" / "dashboard.png", "shop/production")
 
     by_release = {s.release: s for s in series}
@@ -185,8 +186,27 @@ def test_the_dashboard_png_shows_each_release_and_a_marker_per_deploy(
     texts = [text.get_text() for text in error_axes.texts]
     assert texts == [f"{V2[:7]} local-admin succeeded", f"{V3[:7]} local-admin succeeded"]
     assert sorted(line.get_label() for line in error_axes.lines[:2]) == [
-        f"release {V2[:7]}",
-        f"release {V3[:7]}",
+        f"v2 {V2[:7]}",
+        f"v3 {V3[:7]}",
     ]
     body = path.read_bytes()
     assert body[:8] == b"\x89PNG\r\n\x1a\n" and len(body) > 10_000
+
+
+def test_old_datapoints_are_pruned_from_moto_so_a_long_serve_stays_bounded(cloudwatch: Any) -> None:
+    recorder = HealthRecorder(cloudwatch)
+    now = datetime.now(UTC)
+    recorder.record(host("i-old"), Outcome(V2, 200, 20.0, now - timedelta(hours=4)))
+    recorder.record(host("i-new"), Outcome(V2, 200, 20.0, now - timedelta(minutes=1)))
+    sent = recorder.flush()
+
+    dropped = prune_moto_metric_data(keep_seconds=3 * 3600)
+
+    assert dropped == sent // 2, "everything the old request made, nothing of the new one"
+    hosts = {
+        d["Value"]
+        for m in cloudwatch.list_metrics(Namespace=NAMESPACE)["Metrics"]
+        for d in m["Dimensions"]
+        if d["Name"] == "Host"
+    }
+    assert hosts == {"i-new"}
