@@ -190,9 +190,14 @@ def build_figure(
     latency_axes.set_ylim(bottom=0)
     latency_axes.xaxis.set_major_formatter(DateFormatter("%H:%M:%S"))
     latency_axes.set_xlabel("time (UTC)")
-    colours = {"succeeded": "tab:green", "rolled_back": "tab:orange"}
     for number, marker in enumerate(markers):
-        colour = colours.get(marker.outcome, "tab:red")
+        colour = (
+            "tab:orange"
+            if "roll" in marker.outcome  # a rollback, or a deploy rolled back
+            else "tab:green"
+            if marker.outcome.startswith("succeeded")
+            else "tab:red"
+        )
         for axes in (error_axes, latency_axes):
             axes.axvline(marker.at, color=colour, linestyle="--", linewidth=1.2)
         error_axes.annotate(

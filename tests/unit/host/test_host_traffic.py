@@ -4,7 +4,10 @@ no traffic. Releases are put in place by the real deploy script (stage + switch)
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from devstack.shop_repo import ShopRepo
@@ -46,7 +49,9 @@ def test_each_host_serves_its_current_releases_own_code(
     )
     handlers = ReleaseHandlers()
 
-    served = {t.host: [handlers.serve(t, seq) for seq in range(10)] for t in targets}
+    with ThreadPoolExecutor(len(targets)) as pool:  # hosts serve side by side, as in the stack
+        runs = pool.map(lambda t: [handlers.serve(t, seq) for seq in range(10)], targets)
+        served = dict(zip([t.host for t in targets], runs, strict=True))
 
     assert served["i-empty"] == [None] * 10, "no release yet: no request"
     good_outcomes = [o for o in served["i-good"] if o is not None]
@@ -69,8 +74,10 @@ def test_the_generator_records_per_host_and_release_and_flushes_when_stopped(
 
     generator = TrafficGenerator(targets, HealthRecorder(cloudwatch), rate=20, flush_seconds=60)
     with generator:
-        while generator.sent < 3:
-            generator._stop.wait(0.02)
+        assert {t.name for t in threading.enumerate()} >= {"traffic-i-one", "traffic-flush"}
+        deadline = time.monotonic() + 30
+        while generator.sent < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     assert cloudwatch.calls, "stop() flushes what is left"
     datums = [d for call in cloudwatch.calls for d in call["MetricData"]]
@@ -87,4 +94,4 @@ def test_the_generator_records_per_host_and_release_and_flushes_when_stopped(
         ("Host", "i-one"),
         ("Release", shop_repo.v2),
     }
-    assert not any(t.is_alive() for t in generator._threads)
+    assert not {t.name for t in threading.enumerate()} & {"traffic-i-one", "traffic-flush"}
