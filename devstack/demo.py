@@ -213,12 +213,26 @@ def health(repo: Any, deploys: list[dict[str, Any]], since: datetime, path: Path
         problems.append("v3 is not visibly slower than v2")
     if len(markers) != len(deploys):
         problems.append(f"{len(markers)} markers for {len(deploys)} deploys")
+    # the record and the metrics tell one story: v3 served only between its deploy's start
+    # and the end of its rollback (one 2-second period of slack for the buckets)
+    shipped = [d for d in deploys if d["sha"] == repo.v3 and d.get("started_at")]
+    undone = [d for d in deploys if d.get("rollback_of") and d.get("finished_at")]
+    slack = timedelta(seconds=2)
+    if not shipped or not undone:
+        problems.append("no record of v3's deploy and its rollback")
+    elif not (
+        datetime.fromisoformat(shipped[0]["started_at"]) - slack
+        <= bad.timestamps[0]
+        <= bad.timestamps[-1]
+        <= datetime.fromisoformat(undone[0]["finished_at"]) + slack
+    ):
+        problems.append("v3's traffic is not between its deploy and its rollback")
     return problems
 
 
 def demo_options() -> StackOptions:
     """The demo runs on a fresh state of its own, ``$ROADIE_STATE_DIR/demo`` (hosts inside it
-    unless ``ROADIE_HOSTS_DIR`` is set): it proves two deploys from nothing, each migration
+    unless ``ROADIE_HOSTS_DIR`` is set): it proves its deploys from nothing, each migration
     applied once, run after run, and it never touches what ``make serve`` keeps."""
     options = StackOptions.from_env()
     options.state_dir = options.state_dir / "demo"
