@@ -11,7 +11,7 @@ REGION ?= $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),us-east-1)
 .PHONY: help venv demo serve test lint typecheck unit functional bench package deploy clean
 
 help:
-	@echo "make demo   - run the main job: two deploys of the sample app on the embedded stack"
+	@echo "make demo   - run the main job: deploys of the sample app (v1, v2, the worse v3 rolled back)"
 	@echo "             (on a fresh state of its own, \$${ROADIE_STATE_DIR:-.roadie}/demo)"
 	@echo "make serve  - keep the embedded stack + HTTP API up on 127.0.0.1:\$${ROADIE_PORT:-8000}"
 	@echo "             (state kept in \$${ROADIE_STATE_DIR:-.roadie} across restarts; ROADIE_FRESH=1 or make clean starts empty)"

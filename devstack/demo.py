@@ -1,9 +1,14 @@
-"""`make demo`: two real deploys of the sample app to a 5-host production fleet, proven.
+"""`make demo`: real deploys of the sample app to a 5-host production fleet, proven.
 
-Starts the embedded stack, deploys v1 by SHA then v2 by ref (`main`) through the HTTP API,
-shows each host's progress while the rollout runs, prints the final deploy record, and checks
-the result on disk: every host's `current` points at the v2 release, and the SQLite database
-shows each migration applied exactly once. Exits non-zero if any check fails.
+Starts the embedded stack and its traffic generator (every host serves requests with its own
+release's code, recorded in CloudWatch), deploys v1 by SHA then v2 by ref (`main`) through the
+HTTP API, then the worse v3 (slower, 1 request in 10 fails: its host health check passes, so
+the deploy succeeds) and rolls it back with `POST /deploys/{id}/rollback` once the graphs show
+the regression. It shows each host's progress while a rollout runs, prints the v2 deploy
+record, and checks the result: every host's `current` points at the v2 release, the SQLite
+database shows each migration applied exactly once, CloudWatch shows v3 worse than v2, and
+the dashboard PNG (`$ROADIE_STATE_DIR/demo/dashboard.png`) is written with a marker per
+deploy. Exits non-zero if any check fails.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import os
 import sqlite3
 import sys
 import time
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +27,8 @@ import requests
 from devstack.stack import LocalStack, StackOptions
 
 APP, ENV = "shop", "production"
+TRAFFIC_RATE = 4.0  # requests/s per host while the demo runs
+SERVE_SECONDS = 2.0  # how long v3 serves (and v2 again after the rollback) before moving on
 TERMINAL = {
     "succeeded",
     "failed",
@@ -164,9 +171,68 @@ def graphed(expected_succeeded: int) -> list[str]:
     return []
 
 
+def health(repo: Any, deploys: list[dict[str, Any]], since: datetime, path: Path) -> list[str]:
+    """What users felt per release (from CloudWatch), and the dashboard PNG with a marker per
+    deploy; the problems found (v3 must show worse than v2, every deploy a marker)."""
+    import boto3
+
+    from devstack.dashboard_png import DeployMarker, fetch_health, render_dashboard
+
+    cloudwatch = boto3.client("cloudwatch")
+    series = fetch_health(
+        cloudwatch, APP, ENV, since - timedelta(seconds=5), datetime.now(UTC) + timedelta(seconds=5)
+    )
+    by_release = {item.release: item for item in series}
+    print(f"\nThe app's health per release (CloudWatch Shop/Health, {APP}/{ENV}):")
+    for item in series:
+        print(
+            f"  {item.release[:12]}: {item.total_requests} requests, "
+            f"{item.overall_error_rate:.1f}% 5xx, {item.mean_latency_ms:.0f} ms average"
+        )
+    names = {repo.v1: "v1", repo.v2: "v2", repo.v3: "v3"}
+    markers = [
+        DeployMarker(
+            datetime.fromisoformat(d["started_at"]),
+            d["sha"],
+            d["requested_by"],
+            d["status"] + (" (rollback)" if d.get("rollback_of") else ""),
+        )
+        for d in sorted(deploys, key=lambda d: d["created_at"])
+        if d.get("started_at")
+    ]
+    title = f"{APP}/{ENV}: the app's health per release, a line at each deploy"
+    render_dashboard(series, markers, path, title, names)
+    print(f"Dashboard picture: {path} ({len(markers)} deploy markers)")
+    problems: list[str] = []
+    good, bad = by_release.get(repo.v2), by_release.get(repo.v3)
+    if good is None or bad is None:
+        return [*problems, "CloudWatch has no traffic for v2 or v3"]
+    if not bad.overall_error_rate > good.overall_error_rate:
+        problems.append("v3's error rate is not worse than v2's")
+    if not bad.mean_latency_ms > good.mean_latency_ms + 100:
+        problems.append("v3 is not visibly slower than v2")
+    if len(markers) != len(deploys):
+        problems.append(f"{len(markers)} markers for {len(deploys)} deploys")
+    # the record and the metrics tell one story: v3 served only between its deploy's start
+    # and the end of its rollback (one 2-second period of slack for the buckets)
+    shipped = [d for d in deploys if d["sha"] == repo.v3 and d.get("started_at")]
+    undone = [d for d in deploys if d.get("rollback_of") and d.get("finished_at")]
+    slack = timedelta(seconds=2)
+    if not shipped or not undone:
+        problems.append("no record of v3's deploy and its rollback")
+    elif not (
+        datetime.fromisoformat(shipped[0]["started_at"]) - slack
+        <= bad.timestamps[0]
+        <= bad.timestamps[-1]
+        <= datetime.fromisoformat(undone[0]["finished_at"]) + slack
+    ):
+        problems.append("v3's traffic is not between its deploy and its rollback")
+    return problems
+
+
 def demo_options() -> StackOptions:
     """The demo runs on a fresh state of its own, ``$ROADIE_STATE_DIR/demo`` (hosts inside it
-    unless ``ROADIE_HOSTS_DIR`` is set): it proves two deploys from nothing, each migration
+    unless ``ROADIE_HOSTS_DIR`` is set): it proves its deploys from nothing, each migration
     applied once, run after run, and it never touches what ``make serve`` keeps."""
     options = StackOptions.from_env()
     options.state_dir = options.state_dir / "demo"
@@ -191,7 +257,13 @@ def main() -> int:
         print(stack.describe_provisioning() + "\n")
         api = Api(url, options.api_token)
         repo = stack.sources
-        print(f"Sample app repo {repo.path}: v1={repo.v1[:12]} main(v2)={repo.v2[:12]}\n")
+        print(
+            f"Sample app repo {repo.path}: v1={repo.v1[:12]} main(v2)={repo.v2[:12]} "
+            f"v3={repo.v3[:12]}"
+        )
+        traffic_since = datetime.now(UTC)
+        stack.start_traffic(rate=TRAFFIC_RATE)
+        print(f"Traffic: {TRAFFIC_RATE:g} requests/s to each host's current release\n")
         first = deploy(
             api, {"app": APP, "environment": ENV, "sha": repo.v1, "reason": "demo: first release"}
         )
@@ -201,13 +273,36 @@ def main() -> int:
         )
         print("\nGET /deploys/" + second["deploy_id"])
         print(json.dumps(_trim(second), indent=2))
+        print()
+        third = deploy(
+            api, {"app": APP, "environment": ENV, "sha": repo.v3, "reason": "demo: ship v3"}
+        )
+        print(f"  (v3 serves for {SERVE_SECONDS:g}s: slower, some 5xx)\n")
+        time.sleep(SERVE_SECONDS)
+        rolled = api.post(
+            f"/deploys/{third['deploy_id']}/rollback",
+            {"reason": "demo: v3 is slower and fails 1 request in 10"},
+        )
+        print(f"POST /deploys/{third['deploy_id']}/rollback -> {rolled.status_code}")
+        if rolled.status_code != 202:
+            raise SystemExit(f"rollback was not accepted: {rolled.text}")
+        rollback = watch(api, rolled.json()["deploy_id"])
+        time.sleep(SERVE_SECONDS)  # v2 again, on the graphs
+        stack.stop_traffic()
         problems = [] if first["status"] == "succeeded" else ["first deploy did not succeed"]
         if second["status"] != "succeeded" or second["sha"] != repo.v2:
             problems.append("second deploy did not succeed on v2")
+        if third["status"] != "succeeded" or third["sha"] != repo.v3:
+            problems.append("the v3 deploy did not succeed")
+        if rollback["status"] != "succeeded" or rollback["sha"] != repo.v2:
+            problems.append("the rollback of v3 did not bring v2 back")
         problems += prove(stack, repo.v2)
-        problems += graphed(expected_succeeded=2)
+        problems += graphed(expected_succeeded=4)
         listing = api.get("/deploys?app=shop&environment=production&limit=5")
         print(f"\nGET /deploys -> {[(d['deploy_id'], d['status']) for d in listing['deploys']]}")
+        problems += health(
+            repo, listing["deploys"], traffic_since, options.state_dir / "dashboard.png"
+        )
     finally:
         stack.stop()
     took = time.monotonic() - started

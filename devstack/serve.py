@@ -90,9 +90,12 @@ def serve(stack: LocalStack, stopper: Stopper, reconcile_seconds: float) -> None
     url = stack.start_api()
     print(f"  {stack.describe_provisioning()}")
     repo = stack.sources
-    print(f"  sample app repo: {repo.path} (main={repo.v2}, staging={repo.staging})")
+    print(f"  sample app repo: {repo.path} (main={repo.v2}, staging={repo.staging}, v3={repo.v3})")
     for env_key, hosts in stack.provisioned.hosts.items():
         print(f"  hosts {env_key}: " + ", ".join(f"{h['name']}={h['instance_id']}" for h in hosts))
+    if stack.start_traffic() is not None:
+        rate = stack.options.traffic_rate
+        print(f"  traffic: {rate:g} requests/s to each host's current release (ROADIE_TRAFFIC)")
     print(f"Roadie API ready on {url} (moto on {stack.endpoint}); Ctrl-C to stop", flush=True)
     # AWS runs the reconcile Lambda every minute (EventBridge); the local stack every 10 s
     # (ROADIE_RECONCILE_SECONDS)

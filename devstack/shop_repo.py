@@ -1,10 +1,13 @@
 """The sample app's local git repository (bare), built from devstack/sample_app with fixed SHAs.
 
 History: ``v1`` on ``main`` (tag ``v1.0.0``: products table with a legacy column), ``staging``
-= v1 plus one commit, and ``v2`` on ``main`` (an expand migration and a post-deployment
-contract migration). Authors, dates and file modes are fixed, so every machine gets the same
-SHAs. Running it again on an existing repository changes nothing, and keeps commits that
-were added on top of ``main`` or ``staging`` since (a demo push).
+= v1 plus one commit, ``v2`` on ``main`` (an expand migration and a post-deployment
+contract migration), and ``v3`` on branch ``v3`` (tag ``v3.0.0``) on top of v2: the same
+schema, a request handler that is ~150 ms slower and fails 1 request in 10 (the demo's bad
+release; its handler comes from devstack/sample_app_v3). Authors, dates and file modes are
+fixed, so every machine gets the same SHAs. Running it again on an existing repository changes
+nothing, and keeps commits that were added on top of ``main`` or ``staging`` since (a demo
+push).
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SAMPLE_APP = Path(__file__).resolve().parent / "sample_app"
+SAMPLE_APP_V3 = Path(__file__).resolve().parent / "sample_app_v3"  # what v3 changes
 V1_TAG = "v1.0.0"
+V3_TAG = "v3.0.0"
+V3_BRANCH = "v3"
 AUTHOR = ("Roadie Demo", "demo@roadie.invalid")
 _V2_ONLY = (
     "db/migrate/002_add_price_to_products.sql",
@@ -34,12 +40,13 @@ class ShopRepoError(Exception):
 
 @dataclass(frozen=True)
 class ShopRepo:
-    """Where the repository is and the SHAs of its three interesting commits."""
+    """Where the repository is and the SHAs of its four interesting commits."""
 
     path: Path
     v1: str
     v2: str
     staging: str
+    v3: str
 
     @property
     def url(self) -> str:
@@ -76,16 +83,29 @@ def create_shop_repo(path: Path) -> ShopRepo:
     v2 = _commit(
         path, _Commit(sources, "shop 2.0.0: prices; drop legacy SKUs later", 1_704_276_000), v1
     )
+    v3_files = {**sources, "app/VERSION": b"3.0.0\n", **_files_in(SAMPLE_APP_V3)}
+    v3 = _commit(
+        path, _Commit(v3_files, "shop 3.0.0: price history on the catalogue", 1_704_362_400), v2
+    )
     _point(path, "refs/heads/main", v2)
     _point(path, "refs/heads/staging", staging)
+    _point(path, f"refs/heads/{V3_BRANCH}", v3)
     _point(path, f"refs/tags/{V1_TAG}", v1, keep_descendants=False)
-    return ShopRepo(path=path, v1=v1, v2=v2, staging=staging)
+    _point(path, f"refs/tags/{V3_TAG}", v3, keep_descendants=False)
+    return ShopRepo(path=path, v1=v1, v2=v2, staging=staging, v3=v3)
 
 
 def _sample_files() -> dict[str, bytes]:
+    files = _files_in(SAMPLE_APP)
+    if not files:
+        raise ShopRepoError(f"no sample app sources in {SAMPLE_APP}")
+    return files
+
+
+def _files_in(root: Path) -> dict[str, bytes]:
     files = {}
-    for item in sorted(SAMPLE_APP.rglob("*")):
-        relative = item.relative_to(SAMPLE_APP)
+    for item in sorted(root.rglob("*")):
+        relative = item.relative_to(root)
         if (
             item.is_file()
             and not _SKIPPED_PARTS.intersection(relative.parts)
@@ -93,8 +113,6 @@ def _sample_files() -> dict[str, bytes]:
             and item.suffix not in {".pyc", ".sqlite3"}
         ):
             files[relative.as_posix()] = item.read_bytes()
-    if not files:
-        raise ShopRepoError(f"no sample app sources in {SAMPLE_APP}")
     return files
 
 

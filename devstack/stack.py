@@ -34,6 +34,7 @@ DEFAULTS = {
     "ROADIE_PORT": "8000",
     "ROADIE_FRESH": "",  # 1: start `make serve` from an empty state (as after `make clean`)
     "ROADIE_RECONCILE_SECONDS": "10",  # how often `make serve` runs the reconciler
+    "ROADIE_TRAFFIC": "2",  # requests/second per host the traffic generator sends (0: none)
 }
 SECRETS = (
     "ROADIE_API_TOKEN",
@@ -68,6 +69,7 @@ class StackOptions:
     persist: bool = False  # keep state in state_dir across restarts (make serve)
     fresh: bool = False  # with persist: throw the kept state away first
     reconcile_seconds: float = 10.0
+    traffic_rate: float = 2.0  # requests per second per host (devstack/traffic.py); 0: off
 
     @classmethod
     def from_env(cls, **overrides: Any) -> StackOptions:
@@ -84,6 +86,7 @@ class StackOptions:
             port=int(env["ROADIE_PORT"]),
             fresh=env["ROADIE_FRESH"].strip().lower() in {"1", "true", "yes"},
             reconcile_seconds=float(env["ROADIE_RECONCILE_SECONDS"]),
+            traffic_rate=float(env["ROADIE_TRAFFIC"]),
         )
         for key, value in overrides.items():
             setattr(options, key, value)
@@ -111,6 +114,7 @@ class StackOptions:
             f"ROADIE_CONFIG={self.config or '(bundled chalicelib/pipeline.toml)'}",
             f"ROADIE_PORT={self.port}",
             f"ROADIE_RECONCILE_SECONDS={self.reconcile_seconds:g}",
+            f"ROADIE_TRAFFIC={self.traffic_rate:g} (requests/s per host; 0: no traffic)",
         ]
 
 
@@ -130,6 +134,7 @@ class LocalStack:
         self.sources: Any = None
         self.journal: Any = None  # devstack.persist.Journal while the stack persists
         self.restored: list[str] = []  # what start() found and kept (for the banner)
+        self.traffic: Any = None  # devstack.traffic.TrafficGenerator while it runs
 
     def _set_environment(self) -> None:
         o = self.options
@@ -391,7 +396,42 @@ class LocalStack:
         """Kill every host script running now (the first thing a stop does)."""
         return int(self._agent.kill_running()) if self._agent is not None else 0
 
+    def start_traffic(self, rate: float | None = None) -> Any:
+        """Send ``rate`` (default ``ROADIE_TRAFFIC``) requests/s to every provisioned host's
+        current release, recording the app's health in CloudWatch; ``stop()`` ends it.
+        Returns the running ``TrafficGenerator``, or None when the rate is 0."""
+        import boto3
+
+        from devstack.traffic import (
+            HealthRecorder,
+            TrafficGenerator,
+            prune_moto_metric_data,
+            targets_for,
+        )
+
+        rate = self.options.traffic_rate if rate is None else rate
+        if rate <= 0 or self.traffic is not None:
+            return self.traffic
+        targets = []
+        for env_key, hosts in self.provisioned.hosts.items():
+            app, environment = env_key.split("#", 1)
+            targets += targets_for(hosts, app, environment, self.options.hosts_dir)
+        recorder = HealthRecorder(boto3.client("cloudwatch", region_name=REGION))
+        self.traffic = TrafficGenerator(
+            targets,
+            recorder,
+            rate=rate,
+            housekeeping=lambda: prune_moto_metric_data(keep_seconds=3 * 3600),
+        ).start()
+        return self.traffic
+
+    def stop_traffic(self) -> None:
+        if self.traffic is not None:
+            self.traffic.stop()
+            self.traffic = None
+
     def stop(self) -> None:
+        self.stop_traffic()
         if self._agent is not None:
             self._agent.kill_running()
         if self._api is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from devstack.shop_repo import V1_TAG, ShopRepo, create_shop_repo
+from devstack.shop_repo import V1_TAG, V3_TAG, ShopRepo, create_shop_repo
 
 
 def git(repo: ShopRepo, *args: str) -> str:
@@ -17,8 +17,10 @@ def git(repo: ShopRepo, *args: str) -> str:
 def test_the_shas_are_the_same_on_every_machine(tmp_path: Path, shop_repo: ShopRepo) -> None:
     other = create_shop_repo(tmp_path / "elsewhere" / "shop.git")
 
-    assert (other.v1, other.v2, other.staging) == (shop_repo.v1, shop_repo.v2, shop_repo.staging)
-    assert len({shop_repo.v1, shop_repo.v2, shop_repo.staging}) == 3
+    assert other == ShopRepo(
+        other.path, shop_repo.v1, shop_repo.v2, shop_repo.staging, shop_repo.v3
+    )
+    assert len({shop_repo.v1, shop_repo.v2, shop_repo.staging, shop_repo.v3}) == 4
 
 
 def test_main_ends_at_v2_staging_differs_and_the_tag_marks_v1(shop_repo: ShopRepo) -> None:
@@ -69,3 +71,16 @@ def test_creating_again_changes_nothing_and_keeps_commits_pushed_on_top(tmp_path
 
     assert again == first
     assert git(first, "rev-parse", "refs/heads/main") == pushed
+
+
+def test_v3_is_v2_with_a_slower_failing_handler_on_its_own_branch(shop_repo: ShopRepo) -> None:
+    assert git(shop_repo, "rev-parse", f"{shop_repo.v3}^") == shop_repo.v2
+    assert git(shop_repo, "rev-parse", "refs/heads/v3") == shop_repo.v3
+    assert git(shop_repo, "rev-parse", f"{V3_TAG}^{{commit}}") == shop_repo.v3
+    assert git(shop_repo, "rev-parse", "refs/heads/main") == shop_repo.v2, "main stays v2"
+    changed = git(shop_repo, "diff", "--name-only", shop_repo.v2, shop_repo.v3).splitlines()
+    assert changed == ["app/VERSION", "app/handler.py"], "no new migration"
+    assert "PRICE_HISTORY_SECONDS = 0.15" in git(
+        shop_repo, "show", f"{shop_repo.v3}:app/handler.py"
+    )
+    assert git(shop_repo, "show", f"{shop_repo.v3}:app/VERSION") == "3.0.0"
