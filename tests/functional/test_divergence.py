@@ -121,7 +121,12 @@ def test_a_failed_rollback_ends_diverged_stays_locked_and_the_reconciler_converg
     env = wait_converged(client, fast)
     assert env["current_sha"] == v1 and env["diverged_deploy_id"] is None
     assert [e["action"] for e in env["audit"]][-2:] == ["diverged", "converged"]
+    # the environment converges first; the record's note is a second write: wait for it
+    deadline = time.monotonic() + 10
     after = client.http.get(f"/deploys/{deploy_id}", headers=auth()).json_body
+    while after["fleet"].get("state") != "converged" and time.monotonic() < deadline:
+        time.sleep(0.1)
+        after = client.http.get(f"/deploys/{deploy_id}", headers=auth()).json_body
     assert after["status"] == "diverged"  # what happened stays told
     assert after["fleet"]["state"] == "converged" and after["fleet"]["converged_on"] == v1
     assert after["fleet"]["attempts"] >= 1 and after["fleet"]["off_release"] == []

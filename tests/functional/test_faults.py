@@ -85,7 +85,13 @@ def deploy_v1(client: Any, stack: LocalStack) -> None:
 
 def assert_settled_on(client: Any, stack: LocalStack, sha: str) -> None:
     assert releases(stack) == {sha}
+    # the record ends first and the finish hands the environment on in a second write: wait
+    # (briefly) for that hand-over instead of reading between the two
+    deadline = time.monotonic() + 10
     env = environment(client)
+    while env["running_deploy_id"] is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+        env = environment(client)
     assert env["running_deploy_id"] is None and env["queued_deploy_id"] is None
     assert env["current_sha"] == sha
     assert set(migrations(stack).values()) <= {1}
