@@ -249,7 +249,12 @@ def test_kill_9_mid_rollout_then_restart_keeps_state_and_ends_on_one_release(
     assert ended["status"] == "rolled_back", ended
     assert "no longer exists" in json.dumps(ended["error"])
     assert set(serve.releases().values()) == {shas["v1"]}
+    # the record ends first; the finish hands the environment on in a second write
+    deadline = time.monotonic() + 10
     environment = serve.request("GET", "/environments/shop/production").json()
+    while environment["running_deploy_id"] is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+        environment = serve.request("GET", "/environments/shop/production").json()
     assert environment["current_sha"] == shas["v1"]
     assert environment["current_deploy_id"] == first
     assert environment["running_deploy_id"] is None
