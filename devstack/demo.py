@@ -24,21 +24,13 @@ from typing import Any
 
 import requests
 
+from chalicelib.domain.lifecycle import COMPLETED_STATUSES
 from devstack.stack import LocalStack, StackOptions
 
 APP, ENV = "shop", "production"
 TRAFFIC_RATE = 4.0  # requests/s per host while the demo runs
 SERVE_SECONDS = 2.0  # how long v3 serves (and v2 again after the rollback) before moving on
-TERMINAL = {
-    "succeeded",
-    "failed",
-    "errored",
-    "timed_out",
-    "cancelled",
-    "rolled_back",
-    "superseded",
-    "diverged",
-}
+TERMINAL = {status.value for status in COMPLETED_STATUSES}  # every status a deploy ends in
 
 
 class Api:

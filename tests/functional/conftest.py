@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib.domain.lifecycle import COMPLETED_STATUSES
 from devstack.stack import LocalStack, StackOptions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,16 +22,7 @@ TOKEN = "test-token-0123456789"
 EVENTS = ROOT / "tests" / "events"
 CORPUS_SECRETS = json.loads((EVENTS / "secrets.json").read_text())
 CORPUS_CONFIG = str(Path(__file__).parent / "pipeline-corpus.toml")
-TERMINAL = {
-    "succeeded",
-    "failed",
-    "errored",
-    "timed_out",
-    "cancelled",
-    "rolled_back",
-    "superseded",
-    "diverged",
-}
+TERMINAL = {status.value for status in COMPLETED_STATUSES}  # every status a deploy ends in
 
 
 @pytest.fixture(scope="session")

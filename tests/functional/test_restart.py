@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 import requests
 
+from chalicelib.domain.lifecycle import COMPLETED_STATUSES
 from devstack.stack import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,16 +41,7 @@ SECRETS = {
     "ROADIE_GITLAB_TOKEN": "gl-token-3d5f7a9b1c2e-lemur",
     "ROADIE_BITBUCKET_SECRET": "bb-secret-6e8c0a2f4b1d-quoll",
 }
-TERMINAL = {
-    "succeeded",
-    "failed",
-    "errored",
-    "timed_out",
-    "cancelled",
-    "rolled_back",
-    "superseded",
-    "diverged",
-}
+TERMINAL = {status.value for status in COMPLETED_STATUSES}  # every status a deploy ends in
 STOP_GOAL = 10.0
 
 
